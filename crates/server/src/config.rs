@@ -1,0 +1,360 @@
+//! The member's configuration, taken from etcd's own flag names and defaults so that a command
+//! line written for etcd starts ferrocd.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Whether the member bootstraps a new cluster or joins an existing one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitialClusterState {
+    /// Bootstrap a new cluster with the members of `--initial-cluster`.
+    New,
+    /// Join a cluster that already runs.
+    Existing,
+}
+
+/// The storage engine a member keeps its data in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// LMDB, the default embedded engine.
+    Lmdb,
+    /// RocksDB (needs the `rocks` build feature).
+    Rocks,
+}
+
+/// etcd's flags, parsed. Defaults are etcd's, but for `--data-dir` (`default.ferrocd`).
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "ferrocd",
+    version,
+    about = "A distributed, strongly consistent key-value store speaking etcd's v3 API"
+)]
+pub struct Config {
+    /// Human-readable name of this member.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Path to the data directory.
+    #[arg(long, default_value = "default.ferrocd")]
+    pub data_dir: String,
+    /// URLs to listen on for client traffic.
+    #[arg(long, default_value = "http://localhost:2379", value_delimiter = ',')]
+    pub listen_client_urls: Vec<String>,
+    /// Client URLs of this member to advertise to the rest of the cluster.
+    #[arg(long, default_value = "http://localhost:2379", value_delimiter = ',')]
+    pub advertise_client_urls: Vec<String>,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, default_value = "http://localhost:2380", value_delimiter = ',')]
+    pub listen_peer_urls: Vec<String>,
+    /// Peer URLs of this member to advertise to the rest of the cluster.
+    #[arg(long, default_value = "http://localhost:2380", value_delimiter = ',')]
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// Initial cluster configuration for bootstrapping: `name=peer-url,...`.
+    #[arg(long, default_value = "default=http://localhost:2380")]
+    pub initial_cluster: String,
+    /// Initial cluster state.
+    #[arg(long, value_enum, default_value = "new")]
+    pub initial_cluster_state: InitialClusterState,
+    /// Initial cluster token, so that separate clusters never mix.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Number of committed transactions that trigger a snapshot to disk.
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to time out.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Raise an alarm when the backend size exceeds this many bytes (0: the default, 2 GiB).
+    #[arg(long, default_value_t = 0)]
+    pub quota_backend_bytes: u64,
+    /// Maximum client request size in bytes the server accepts.
+    #[arg(long, default_value_t = 1_572_864)]
+    pub max_request_bytes: u32,
+    /// Maximum number of operations in a transaction.
+    #[arg(long, default_value_t = 128)]
+    pub max_txn_ops: u32,
+    /// Interpret `--auto-compaction-retention` as hours (`periodic`) or revisions (`revision`).
+    #[arg(long, default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto compaction retention (0 disables it).
+    #[arg(long, default_value = "0")]
+    pub auto_compaction_retention: String,
+    /// The storage engine.
+    #[arg(long, value_enum, default_value = "lmdb")]
+    pub backend: BackendKind,
+}
+
+/// One member of `--initial-cluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The member's name.
+    pub name: String,
+    /// The member's peer URLs.
+    pub peer_urls: Vec<String>,
+}
+
+/// A configuration etcd would refuse too.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A URL that is not `http://host:port` or `https://host:port`.
+    #[error("invalid URL {url:?} in --{flag}: expected http(s)://host:port")]
+    InvalidUrl {
+        /// The flag it came from.
+        flag: &'static str,
+        /// The URL.
+        url: String,
+    },
+    /// `--initial-cluster` does not parse.
+    #[error("invalid --initial-cluster entry {0:?}: expected name=url")]
+    InvalidInitialCluster(String),
+    /// This member's name is missing from `--initial-cluster`.
+    #[error("couldn't find local name {0:?} in the initial cluster configuration")]
+    NameNotInCluster(String),
+    /// The election timeout must exceed five heartbeats, like etcd requires.
+    #[error(
+        "--election-timeout[{election}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat}ms]"
+    )]
+    ElectionTimeoutTooShort {
+        /// The election timeout.
+        election: u64,
+        /// The heartbeat interval.
+        heartbeat: u64,
+    },
+    /// A value that must be positive is not.
+    #[error("--{0} must be greater than 0")]
+    NotPositive(&'static str),
+    /// An auto-compaction setting etcd does not know.
+    #[error("invalid auto-compaction setting: {0}")]
+    InvalidAutoCompaction(String),
+}
+
+fn check_urls(flag: &'static str, urls: &[String]) -> Result<(), ConfigError> {
+    for url in urls {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        let valid = rest.is_some_and(|hostport| {
+            hostport
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        });
+        if !valid {
+            return Err(ConfigError::InvalidUrl {
+                flag,
+                url: url.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Checks the configuration as etcd does at start-up.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_urls("listen-client-urls", &self.listen_client_urls)?;
+        check_urls("advertise-client-urls", &self.advertise_client_urls)?;
+        check_urls("listen-peer-urls", &self.listen_peer_urls)?;
+        check_urls(
+            "initial-advertise-peer-urls",
+            &self.initial_advertise_peer_urls,
+        )?;
+        if self.heartbeat_interval == 0 {
+            return Err(ConfigError::NotPositive("heartbeat-interval"));
+        }
+        if self.snapshot_count == 0 {
+            return Err(ConfigError::NotPositive("snapshot-count"));
+        }
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(ConfigError::ElectionTimeoutTooShort {
+                election: self.election_timeout,
+                heartbeat: self.heartbeat_interval,
+            });
+        }
+        match self.auto_compaction_mode.as_str() {
+            "periodic" | "revision" => {}
+            other => {
+                return Err(ConfigError::InvalidAutoCompaction(format!(
+                    "mode {other:?}"
+                )));
+            }
+        }
+        self.auto_compaction_retention()?;
+        let members = self.initial_members()?;
+        if self.initial_cluster_state == InitialClusterState::New
+            && !members.iter().any(|m| m.name == self.name)
+        {
+            return Err(ConfigError::NameNotInCluster(self.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// The members of `--initial-cluster`, with the URLs of repeated names gathered.
+    pub fn initial_members(&self) -> Result<Vec<Member>, ConfigError> {
+        let mut members: Vec<Member> = Vec::new();
+        for entry in self
+            .initial_cluster
+            .split(',')
+            .filter(|e| !e.trim().is_empty())
+        {
+            let (name, url) = entry
+                .trim()
+                .split_once('=')
+                .filter(|(n, u)| !n.is_empty() && !u.is_empty())
+                .ok_or_else(|| ConfigError::InvalidInitialCluster(entry.to_owned()))?;
+            check_urls("initial-cluster", &[url.to_owned()])?;
+            match members.iter_mut().find(|m| m.name == name) {
+                Some(m) => m.peer_urls.push(url.to_owned()),
+                None => members.push(Member {
+                    name: name.to_owned(),
+                    peer_urls: vec![url.to_owned()],
+                }),
+            }
+        }
+        Ok(members)
+    }
+
+    /// The auto-compaction retention: a duration (`periodic`; a bare number means hours) or a
+    /// number of revisions (`revision`). `None` when disabled.
+    pub fn auto_compaction_retention(&self) -> Result<Option<Retention>, ConfigError> {
+        let raw = self.auto_compaction_retention.trim();
+        let bad = || ConfigError::InvalidAutoCompaction(format!("retention {raw:?}"));
+        if self.auto_compaction_mode == "revision" {
+            let revisions: i64 = raw.parse().map_err(|_| bad())?;
+            return match revisions {
+                0 => Ok(None),
+                n if n > 0 => Ok(Some(Retention::Revisions(n))),
+                _ => Err(bad()),
+            };
+        }
+        let duration = if let Ok(hours) = raw.parse::<u64>() {
+            Duration::from_secs(hours.checked_mul(3600).ok_or_else(bad)?)
+        } else {
+            let (number, unit) = raw.split_at(
+                raw.find(|c: char| c.is_ascii_alphabetic())
+                    .ok_or_else(bad)?,
+            );
+            let n: u64 = number.parse().map_err(|_| bad())?;
+            let secs = match unit {
+                "s" => Some(n),
+                "m" => n.checked_mul(60),
+                "h" => n.checked_mul(3600),
+                _ => None,
+            };
+            Duration::from_secs(secs.ok_or_else(bad)?)
+        };
+        Ok((!duration.is_zero()).then_some(Retention::Period(duration)))
+    }
+}
+
+/// How much history auto-compaction keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retention {
+    /// Keep this much time of history.
+    Period(Duration),
+    /// Keep this many revisions.
+    Revisions(i64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut argv = vec!["ferrocd"];
+        argv.extend_from_slice(args);
+        match Config::try_parse_from(argv) {
+            Ok(c) => c,
+            Err(e) => panic!("test arguments do not parse: {e}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_etcds_and_valid() {
+        let c = parse(&[]);
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir, "default.ferrocd");
+        assert_eq!(c.listen_client_urls, vec!["http://localhost:2379"]);
+        assert_eq!(c.heartbeat_interval, 100);
+        assert_eq!(c.election_timeout, 1000);
+        assert_eq!(c.max_request_bytes, 1_572_864);
+        assert_eq!(c.backend, BackendKind::Lmdb);
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.auto_compaction_retention(), Ok(None));
+    }
+
+    #[test]
+    fn an_etcd_three_member_command_line_parses() {
+        let c = parse(&[
+            "--name",
+            "infra1",
+            "--listen-client-urls",
+            "http://127.0.0.1:2379",
+            "--advertise-client-urls",
+            "http://127.0.0.1:2379",
+            "--listen-peer-urls",
+            "http://127.0.0.1:12380",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:12380",
+            "--initial-cluster-token",
+            "etcd-cluster-1",
+            "--initial-cluster",
+            "infra1=http://127.0.0.1:12380,infra2=http://127.0.0.1:22380,infra3=http://127.0.0.1:32380",
+            "--initial-cluster-state",
+            "new",
+        ]);
+        assert_eq!(c.validate(), Ok(()));
+        let members = c.initial_members().unwrap_or_default();
+        assert_eq!(members.len(), 3);
+        assert_eq!(members[1].peer_urls, vec!["http://127.0.0.1:22380"]);
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_etcds_reasons() {
+        let c = parse(&["--election-timeout", "400"]);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::ElectionTimeoutTooShort { .. })
+        ));
+        let c = parse(&["--name", "x"]);
+        assert_eq!(c.validate(), Err(ConfigError::NameNotInCluster("x".into())));
+        let c = parse(&["--listen-client-urls", "localhost:2379"]);
+        assert!(matches!(c.validate(), Err(ConfigError::InvalidUrl { .. })));
+        let c = parse(&["--initial-cluster", "default"]);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::InvalidInitialCluster(_))
+        ));
+        let c = parse(&["--auto-compaction-retention", "5x"]);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::InvalidAutoCompaction(_))
+        ));
+    }
+
+    #[test]
+    fn retention_units_follow_etcd() {
+        let c = parse(&["--auto-compaction-retention", "1"]);
+        assert_eq!(
+            c.auto_compaction_retention(),
+            Ok(Some(Retention::Period(Duration::from_secs(3600))))
+        );
+        let c = parse(&["--auto-compaction-retention", "30m"]);
+        assert_eq!(
+            c.auto_compaction_retention(),
+            Ok(Some(Retention::Period(Duration::from_secs(1800))))
+        );
+        let c = parse(&[
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "1000",
+        ]);
+        assert_eq!(
+            c.auto_compaction_retention(),
+            Ok(Some(Retention::Revisions(1000)))
+        );
+    }
+}

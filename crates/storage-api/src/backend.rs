@@ -102,20 +102,29 @@ impl Shared {
         Ok(())
     }
 
-    /// Lets the engine grow: readers wait while the backend's own view is released.
-    fn grow_locked(&self) -> Result<()> {
+    /// Runs an engine operation that needs the backend's own view released (growth, defrag):
+    /// readers wait on the read lock meanwhile, then get a view of the result. Failing to reopen
+    /// a view leaves the backend unusable, so it is recorded as the backend's failure.
+    pub(crate) fn with_view_released(
+        &self,
+        operation: impl FnOnce(&dyn Engine) -> Result<()>,
+    ) -> Result<()> {
         let mut read = self.read.write();
         read.view = Arc::new(NoView);
-        let grown = self.engine.grow();
-        let view = self.engine.view();
-        match view {
+        let result = operation(&*self.engine);
+        match self.engine.view() {
             Ok(v) => read.view = Arc::from(v),
             Err(e) => {
                 *self.failure.lock() = Some(e.to_string());
                 return Err(e);
             }
         }
-        grown
+        result
+    }
+
+    /// Lets the engine grow after it reported `Full`.
+    fn grow_locked(&self) -> Result<()> {
+        self.with_view_released(|engine| engine.grow())
     }
 }
 
@@ -247,17 +256,7 @@ impl Backend {
         self.shared.check_usable()?;
         let mut writer = self.shared.writer.lock();
         self.shared.commit_locked(&mut writer)?;
-        let mut read = self.shared.read.write();
-        read.view = Arc::new(NoView);
-        let result = self.shared.engine.defrag();
-        match self.shared.engine.view() {
-            Ok(v) => read.view = Arc::from(v),
-            Err(e) => {
-                *self.shared.failure.lock() = Some(e.to_string());
-                return Err(e);
-            }
-        }
-        result
+        self.shared.with_view_released(|engine| engine.defrag())
     }
 
     /// Commits everything pending, stops the committer and refuses further work.

@@ -7,6 +7,15 @@
 
 use std::fmt;
 
+mod conf_change;
+mod message;
+
+pub use conf_change::{
+    AnyConfChange, ConfChange, ConfChangeTransition, ConfChangeV2, DecodeError,
+    conf_changes_from_string, conf_changes_to_string,
+};
+pub use message::{Message, MessageType};
+
 /// The kind of a single configuration change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

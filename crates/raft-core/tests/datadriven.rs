@@ -105,3 +105,11 @@ fn etcd_confchange_vectors() {
         assert!(n > 0, "no confchange vectors in {}", dir.display());
     }
 }
+
+#[test]
+fn etcd_interaction_vectors() {
+    if let Some(dir) = etcd_vectors(Suite::Interaction) {
+        let n = run_dir(&dir, Suite::Interaction, true);
+        assert!(n > 0, "no interaction vectors in {}", dir.display());
+    }
+}

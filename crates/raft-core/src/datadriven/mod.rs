@@ -20,6 +20,7 @@
 //! by name.
 
 pub mod confchange;
+pub mod interaction;
 mod parse;
 pub mod quorum;
 
@@ -256,7 +257,7 @@ pub enum Suite {
     Quorum,
     /// `confchange/`: the configuration changer.
     ConfChange,
-    /// `interaction/`: whole Raft nodes exchanging messages (not implemented yet).
+    /// `interaction/`: whole Raft nodes exchanging messages.
     Interaction,
 }
 
@@ -288,9 +289,10 @@ impl Suite {
                 let mut suite = confchange::ConfChangeSuite::new();
                 run_test(source, text, |d| suite.handle(d))
             }
-            Suite::Interaction => Err(RunError::Unsupported(
-                "interaction runner not implemented yet".to_owned(),
-            )),
+            Suite::Interaction => {
+                let mut env = interaction::InteractionEnv::new();
+                run_test(source, text, |d| env.handle(d))
+            }
         }
     }
 }

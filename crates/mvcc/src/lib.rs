@@ -9,6 +9,8 @@
 //!   ([`WriteTxn`]), etcd's put / delete-range / txn semantics ([`request`]), compaction and
 //!   hashes.
 //! - [`LeaseRegistry`] and [`ChangeObserver`]: the hooks the lessor and the watch layer use.
+//! - [`lease`]: etcd's lessor: grant, revoke, keep-alive, expiry by the caller's clock,
+//!   checkpoints, restore.
 //!
 //! Values in the `key` bucket are etcd's protobuf `mvccpb.KeyValue` ([`kv_encoding`]), so the
 //! bucket is byte-compatible with etcd's.
@@ -18,6 +20,7 @@ pub mod error;
 pub mod key_index;
 pub mod key_value;
 pub mod kv_encoding;
+pub mod lease;
 pub mod observer;
 pub mod registry;
 pub mod request;

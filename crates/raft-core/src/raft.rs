@@ -505,13 +505,10 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// Sends heartbeats to every peer, carrying the latest pending read request.
+    /// Sends heartbeats to every peer, carrying the position of the newest pending read (so
+    /// that the answers confirm every pending read).
     fn bcast_heartbeat(&mut self) {
-        let ctx = self
-            .read_only
-            .last_pending_request_ctx()
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default();
+        let ctx = self.read_only.heartbeat_ctx();
         self.bcast_heartbeat_with_ctx(&ctx);
     }
 
@@ -1352,11 +1349,8 @@ impl<S: Storage> Raft<S> {
         if self.read_only.option != ReadOnlyOption::Safe || m.context.is_empty() {
             return;
         }
-        let acks = self.read_only.recv_ack(from, &m.context);
-        if self.trk.config.voters.vote_result(&acks) != VoteResult::Won {
-            return;
-        }
-        for rs in self.read_only.advance(m) {
+        self.read_only.recv_ack(from, &m.context);
+        for rs in self.read_only.maybe_advance(&self.trk.config.voters) {
             if let Some(resp) = self.response_to_read_index_req(rs.req, rs.index) {
                 self.send(resp);
             }
@@ -1836,15 +1830,11 @@ impl<S: Storage> Raft<S> {
         let committed = self.raft_log.committed;
         match self.read_only.option {
             ReadOnlyOption::Safe => {
-                let ctx = m
-                    .entries
-                    .first()
-                    .map(|e| e.data.clone())
-                    .unwrap_or_default();
                 self.read_only.add_request(committed, m);
-                // Our own ack.
+                // The leader acknowledges its own heartbeat round.
+                let ctx = self.read_only.heartbeat_ctx();
                 self.read_only.recv_ack(self.id, &ctx);
-                self.bcast_heartbeat_with_ctx(&ctx);
+                self.bcast_heartbeat();
             }
             ReadOnlyOption::LeaseBased => {
                 if let Some(resp) = self.response_to_read_index_req(m, committed) {

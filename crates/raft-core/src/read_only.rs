@@ -1,7 +1,17 @@
 //! Linearizable reads without going through the log (Raft thesis, section 6.4).
+//!
+//! With [`ReadOnlyOption::Safe`], the leader records each read request with its commit index
+//! at arrival and confirms its leadership with a round of heartbeats. Reads are numbered in
+//! arrival order; a heartbeat carries the position of the newest pending read (little-endian
+//! `u64` in the message context), every follower echoes it back, and once a quorum of voters
+//! has echoed a position, every read up to it is confirmed. Many reads thus share one round.
+//!
+//! With [`ReadOnlyOption::LeaseBased`] (which requires check-quorum) the leader answers at once,
+//! trusting its lease.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
+use crate::quorum::{AckedIndexer, Index, JointConfig};
 use crate::raftpb::Message;
 
 /// How read-only requests are confirmed.
@@ -24,31 +34,37 @@ pub struct ReadState {
     pub request_ctx: Vec<u8>,
 }
 
-/// A pending read request and the heartbeat acknowledgements it has received.
+/// A read request waiting for the leader to confirm its leadership.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReadIndexStatus {
-    /// The original request.
+pub struct ReadIndexRequest {
+    /// The original request (from the local node or a follower).
     pub req: Message,
-    /// The commit index when the request arrived.
+    /// The leader's commit index when the request arrived.
     pub index: u64,
-    /// The nodes that acknowledged the leader's heartbeat carrying this request's context.
-    pub acks: BTreeMap<u64, bool>,
 }
 
-/// The leader's pending read-only requests, keyed by their context, in arrival order.
+/// The leader's read-only requests that still await confirmation, in arrival order.
 #[derive(Clone, Debug, Default)]
 pub struct ReadOnly {
     /// How reads are confirmed.
     pub option: ReadOnlyOption,
-    pending: HashMap<Vec<u8>, ReadIndexStatus>,
-    queue: VecDeque<Vec<u8>>,
+    /// Per node, the highest read position it acknowledged.
+    acks: BTreeMap<u64, u64>,
+    unconfirmed: VecDeque<ReadIndexRequest>,
+    /// How many requests were confirmed (and removed from the front of `unconfirmed`).
+    confirmed: u64,
 }
 
-fn request_ctx(m: &Message) -> Vec<u8> {
-    m.entries
-        .first()
-        .map(|e| e.data.clone())
-        .unwrap_or_default()
+/// The read position carried by a heartbeat context, if it is well formed.
+fn decode_ctx(ctx: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = ctx.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+impl AckedIndexer for ReadOnly {
+    fn acked_index(&self, voter_id: u64) -> Option<Index> {
+        self.acks.get(&voter_id).copied().map(Index)
+    }
 }
 
 impl ReadOnly {
@@ -56,74 +72,60 @@ impl ReadOnly {
     pub fn new(option: ReadOnlyOption) -> Self {
         ReadOnly {
             option,
-            pending: HashMap::new(),
-            queue: VecDeque::new(),
+            ..ReadOnly::default()
         }
     }
 
-    /// Queues request `req`, which arrived at commit index `index` (duplicates are ignored).
-    pub fn add_request(&mut self, index: u64, req: Message) {
-        let ctx = request_ctx(&req);
-        if self.pending.contains_key(&ctx) {
-            return;
-        }
-        self.pending.insert(
-            ctx.clone(),
-            ReadIndexStatus {
-                req,
-                index,
-                acks: BTreeMap::new(),
-            },
-        );
-        self.queue.push_back(ctx);
+    /// Queues request `req`, which arrived when the commit index was `commit_index`.
+    pub fn add_request(&mut self, commit_index: u64, req: Message) {
+        self.unconfirmed.push_back(ReadIndexRequest {
+            req,
+            index: commit_index,
+        });
     }
 
-    /// Records that `id` acknowledged a heartbeat with `context`; returns the acks of that
-    /// request so far (empty if it is unknown).
-    pub fn recv_ack(&mut self, id: u64, context: &[u8]) -> BTreeMap<u64, bool> {
-        match self.pending.get_mut(context) {
-            Some(rs) => {
-                rs.acks.insert(id, true);
-                rs.acks.clone()
-            }
-            None => BTreeMap::new(),
+    /// Records that `from` acknowledged a heartbeat with context `ctx` (ignored if empty, and,
+    /// defensively, if it names a position beyond the requests this leader knows about).
+    pub fn recv_ack(&mut self, from: u64, ctx: &[u8]) {
+        let end = self.confirmed + self.unconfirmed.len() as u64;
+        if let Some(pos) = decode_ctx(ctx).filter(|&p| p <= end) {
+            let acked = self.acks.entry(from).or_insert(0);
+            *acked = (*acked).max(pos);
         }
     }
 
-    /// Dequeues the requests up to and including the one whose context `m` carries, which a
-    /// quorum confirmed; nothing if it is unknown.
-    ///
-    /// # Panics
-    ///
-    /// If the queue and the pending map disagree (a broken invariant).
-    pub fn advance(&mut self, m: &Message) -> Vec<ReadIndexStatus> {
-        let Some(pos) = self.queue.iter().position(|c| *c == m.context) else {
+    /// Dequeues every request that a quorum of `voters` has now confirmed, oldest first.
+    pub fn maybe_advance(&mut self, voters: &JointConfig) -> Vec<ReadIndexRequest> {
+        let end = self.confirmed + self.unconfirmed.len() as u64;
+        let confirmed = voters.committed_index(self).0.min(end);
+        if confirmed <= self.confirmed {
             return Vec::new();
-        };
-        let mut out = Vec::with_capacity(pos + 1);
-        for ctx in self.queue.drain(..=pos) {
-            match self.pending.remove(&ctx) {
-                Some(rs) => out.push(rs),
-                None => panic!("cannot find corresponding read state from pending map"),
-            }
         }
-        out
+        let n = (confirmed - self.confirmed) as usize;
+        self.confirmed = confirmed;
+        self.unconfirmed.drain(..n).collect()
     }
 
-    /// The context of the most recent pending request, if any.
-    pub fn last_pending_request_ctx(&self) -> Option<&[u8]> {
-        self.queue.back().map(Vec::as_slice)
+    /// The heartbeat context that confirms every pending request: the position of the newest
+    /// one, empty if none is pending.
+    pub fn heartbeat_ctx(&self) -> Vec<u8> {
+        if self.unconfirmed.is_empty() {
+            return Vec::new();
+        }
+        let pos = self.confirmed + self.unconfirmed.len() as u64;
+        pos.to_le_bytes().to_vec()
     }
 
-    /// The number of pending requests.
+    /// The number of requests awaiting confirmation.
     pub fn pending_read_count(&self) -> usize {
-        self.queue.len()
+        self.unconfirmed.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quorum::MajorityConfig;
     use crate::raftpb::{Entry, EntryType, MessageType};
 
     fn req(ctx: &[u8]) -> Message {
@@ -132,28 +134,47 @@ mod tests {
         m
     }
 
-    fn hb_resp(ctx: &[u8]) -> Message {
-        let mut m = Message::new(MessageType::MsgHeartbeatResp, 2, 1);
-        m.context = ctx.to_vec();
-        m
+    fn voters(ids: &[u64]) -> JointConfig {
+        let mut c = MajorityConfig::new();
+        for &id in ids {
+            c.insert(id);
+        }
+        JointConfig::new(c, MajorityConfig::new())
     }
 
     #[test]
     fn requests_are_confirmed_in_order() {
+        let c = voters(&[1, 2, 3]);
         let mut ro = ReadOnly::new(ReadOnlyOption::Safe);
+        assert!(ro.heartbeat_ctx().is_empty());
         ro.add_request(5, req(b"a"));
+        let ctx_a = ro.heartbeat_ctx();
+        assert_eq!(ctx_a, 1u64.to_le_bytes());
+        ro.recv_ack(1, &ctx_a);
         ro.add_request(6, req(b"b"));
-        ro.add_request(7, req(b"a")); // duplicate
+        let ctx_b = ro.heartbeat_ctx();
+        ro.recv_ack(1, &ctx_b);
         assert_eq!(ro.pending_read_count(), 2);
-        assert_eq!(ro.last_pending_request_ctx(), Some(&b"b"[..]));
-        assert_eq!(ro.recv_ack(1, b"a").len(), 1);
-        assert_eq!(ro.recv_ack(2, b"a").len(), 2);
-        assert!(ro.recv_ack(2, b"zz").is_empty());
-        // Confirming "b" confirms "a" too.
-        let rss = ro.advance(&hb_resp(b"b"));
-        assert_eq!(rss.iter().map(|r| r.index).collect::<Vec<_>>(), vec![5, 6]);
+        // Only the leader acked: nothing confirmed.
+        assert!(ro.maybe_advance(&c).is_empty());
+        // A quorum acked "a" only.
+        ro.recv_ack(3, &ctx_a);
+        let rss = ro.maybe_advance(&c);
+        assert_eq!(rss.iter().map(|r| r.index).collect::<Vec<_>>(), vec![5]);
+        // An old ack does not move anything back; a newer one confirms "b".
+        ro.recv_ack(2, &ctx_b);
+        ro.recv_ack(2, &ctx_a);
+        let rss = ro.maybe_advance(&c);
+        assert_eq!(rss.iter().map(|r| r.index).collect::<Vec<_>>(), vec![6]);
         assert_eq!(ro.pending_read_count(), 0);
-        assert!(ro.advance(&hb_resp(b"b")).is_empty());
-        assert_eq!(ro.last_pending_request_ctx(), None);
+        assert!(ro.maybe_advance(&c).is_empty());
+        assert!(ro.heartbeat_ctx().is_empty());
+        // Malformed and out-of-range contexts are harmless.
+        ro.recv_ack(3, b"zz");
+        ro.recv_ack(3, &99u64.to_le_bytes());
+        ro.recv_ack(2, &99u64.to_le_bytes());
+        assert!(ro.maybe_advance(&c).is_empty());
+        ro.add_request(7, req(b"c"));
+        assert!(ro.maybe_advance(&c).is_empty());
     }
 }

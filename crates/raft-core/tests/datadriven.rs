@@ -89,6 +89,15 @@ fn own_confchange_scenarios() {
     );
 }
 
+#[test]
+fn own_interaction_scenarios() {
+    let n = run_dir(&own_testdata(Suite::Interaction), Suite::Interaction, true);
+    assert!(
+        n >= 20,
+        "expected at least 20 interaction scenario files, found {n}"
+    );
+}
+
 /// etcd's files pass and are in canonical form: rewriting them reproduces them byte for byte.
 #[test]
 fn etcd_quorum_vectors() {

@@ -4,6 +4,11 @@
 //! Each node is a [`RawNode`] over an [`EnvStorage`]; messages wait in a shared queue until a
 //! directive delivers or drops them. Raft's log lines and the handlers' output go to one buffer,
 //! filtered by the current log level.
+//!
+//! Besides etcd's directives and `add-nodes` keys, the runner understands a few extensions for
+//! features etcd's environment does not reach: the directive `read-index <id> <ctx>`, and the
+//! `add-nodes` keys `max-size-per-msg`, `max-inflight-bytes`, `max-uncommitted-size` and
+//! `disable-proposal-forwarding`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -361,6 +366,20 @@ impl InteractionEnv {
                 let data = args[1].key.as_bytes().to_vec();
                 Ok(self.node(idx)?.raw.propose(data).map_err(|e| e.to_string()))
             }
+            // An extension (etcd's environment has no such command): `read-index <id> <ctx>`
+            // requests a linearizable read with context `ctx` on node `id`.
+            "read-index" => {
+                let idx = first_as_idx(args)?;
+                if args.len() != 2 || !args[1].vals.is_empty() {
+                    return Err(Fatal(format!(
+                        "expected exactly one key with no vals: {:?}",
+                        &args[1..]
+                    )));
+                }
+                let ctx = args[1].key.as_bytes().to_vec();
+                self.node(idx)?.raw.read_index(ctx);
+                Ok(Ok(()))
+            }
             "report-unreachable" => {
                 let idx = first_as_idx(args)?;
                 let target = args
@@ -450,6 +469,13 @@ impl InteractionEnv {
                         cfg.disable_conf_change_validation = arg.scan_bool(i)?
                     }
                     "step-down-on-removal" => cfg.step_down_on_removal = arg.scan_bool(i)?,
+                    // Extensions (etcd's environment has no key for these settings).
+                    "max-size-per-msg" => cfg.max_size_per_msg = arg.scan_u64(i)?,
+                    "max-inflight-bytes" => cfg.max_inflight_bytes = arg.scan_u64(i)?,
+                    "max-uncommitted-size" => cfg.max_uncommitted_entries_size = arg.scan_u64(i)?,
+                    "disable-proposal-forwarding" => {
+                        cfg.disable_proposal_forwarding = arg.scan_bool(i)?
+                    }
                     "read-only" => match arg.val(i)? {
                         "safe" => cfg.read_only_option = ReadOnlyOption::Safe,
                         "lease-based" => cfg.read_only_option = ReadOnlyOption::LeaseBased,

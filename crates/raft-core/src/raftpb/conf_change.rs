@@ -230,14 +230,34 @@ impl From<ConfChangeV2> for AnyConfChange {
     }
 }
 
+/// Go's `%v` of a byte slice: the bytes in decimal, space separated, in brackets.
+struct GoBytes<'a>(&'a [u8]);
+
+impl fmt::Display for GoBytes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{b}")?;
+        }
+        f.write_str("]")
+    }
+}
+
 impl fmt::Display for AnyConfChange {
     /// Go's `%v` rendering of the change, as etcd logs it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // Go prints the fields in declaration order: Type, NodeID, Context, ID.
             AnyConfChange::V1(cc) => write!(
                 f,
-                "{{{} {} {} {:?}}}",
-                cc.id, cc.change_type, cc.node_id, cc.context
+                "{{{} {} {} {}}}",
+                cc.change_type,
+                cc.node_id,
+                GoBytes(&cc.context),
+                cc.id
             ),
             AnyConfChange::V2(cc) => {
                 let transition = match cc.transition {
@@ -252,7 +272,7 @@ impl fmt::Display for AnyConfChange {
                     }
                     write!(f, "{{{} {}}}", c.change_type, c.node_id)?;
                 }
-                write!(f, "] {:?}}}", cc.context)
+                write!(f, "] {}}}", GoBytes(&cc.context))
             }
         }
     }
@@ -370,6 +390,35 @@ fn read_field<'a>(data: &mut &'a [u8]) -> Result<(u64, Value<'a>), DecodeError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn displays_as_go_v() {
+        let v1: AnyConfChange = ConfChange {
+            change_type: ConfChangeType::AddNode,
+            node_id: 2,
+            context: vec![1, 20],
+            id: 7,
+        }
+        .into();
+        assert_eq!(v1.to_string(), "{ConfChangeAddNode 2 [1 20] 7}");
+        let v2: AnyConfChange = ConfChangeV2 {
+            transition: ConfChangeTransition::Auto,
+            changes: vec![
+                ConfChangeSingle::new(ConfChangeType::AddNode, 2),
+                ConfChangeSingle::new(ConfChangeType::AddLearnerNode, 3),
+            ],
+            context: Vec::new(),
+        }
+        .into();
+        assert_eq!(
+            v2.to_string(),
+            "{ConfChangeTransitionAuto [{ConfChangeAddNode 2} {ConfChangeAddLearnerNode 3}] []}"
+        );
+        assert_eq!(
+            AnyConfChange::from(ConfChangeV2::default()).to_string(),
+            "{ConfChangeTransitionAuto [] []}"
+        );
+    }
 
     #[test]
     fn round_trips() {

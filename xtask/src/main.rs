@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's automation, so that CI and developers run the very same steps.
 
+mod bench;
 mod conformance_raft;
 mod conformance_storage;
 
@@ -26,6 +27,21 @@ enum Task {
         #[command(subcommand)]
         suite: Conformance,
     },
+    /// The deterministic Raft cluster simulator over many seeds (release build); prints the seed
+    /// of any failure so it can be replayed with `RAFT_SIM_SEED=S`.
+    Sim {
+        /// How many seeds to run.
+        #[arg(long, default_value_t = 2_000)]
+        seeds: u64,
+    },
+    /// Runs a criterion benchmark suite and prints its medians and ratios.
+    Bench {
+        /// The suite.
+        #[arg(value_enum)]
+        suite: bench::Suite,
+        /// Only benchmarks whose name contains this (criterion's filter).
+        filter: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -51,6 +67,21 @@ fn main() -> Result<()> {
         Task::Conformance {
             suite: Conformance::Storage,
         } => conformance_storage::run(),
+        Task::Bench { suite, filter } => bench::run(suite, filter.as_deref()),
+        Task::Sim { seeds } => cargo_env(
+            "simulation",
+            &[
+                "test",
+                "--release",
+                "--package",
+                "raft-core",
+                "--test",
+                "simulation",
+                "--",
+                "--nocapture",
+            ],
+            &[("RAFT_SIM_SEEDS", &seeds.to_string())],
+        ),
     }
 }
 
@@ -79,10 +110,17 @@ fn workspace_root() -> PathBuf {
 
 /// Runs `cargo ARGS` in the workspace root, failing on a non-zero exit.
 pub(crate) fn cargo(step: &str, args: &[&str]) -> Result<()> {
+    cargo_env(step, args, &[])
+}
+
+/// Runs `cargo ARGS` in the workspace root with extra environment variables.
+pub(crate) fn cargo_env(step: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    eprintln!("\n==> {step}: cargo {}", args.join(" "));
+    let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    eprintln!("\n==> {step}: {}cargo {}", shown.concat(), args.join(" "));
     let status = Command::new(&cargo)
         .args(args)
+        .envs(envs.iter().copied())
         .current_dir(workspace_root())
         .status()
         .with_context(|| format!("cannot start `{cargo}`"))?;
@@ -115,16 +153,7 @@ fn ci() -> Result<()> {
         &["test", "--workspace", "--all-targets", "--all-features"],
     )?;
     conformance_storage::run()?;
-    // Runs what passes today; the interaction suite joins once raft-core's state machine lands.
-    let root = workspace_root();
-    let mut raft = vec![root.join("crates/raft-core/testdata")];
-    for suite in ["quorum", "confchange"] {
-        let dir = root.join("../shared/conformance/etcd-raft").join(suite);
-        if dir.is_dir() {
-            raft.push(dir);
-        }
-    }
-    conformance_raft::run(&raft)?;
+    conformance_raft::run(&raft_dirs(Vec::new()))?;
     eprintln!("\n==> ci: all steps passed");
     Ok(())
 }

@@ -5,7 +5,7 @@ use crate::kv_encoding::{self, DecodeError};
 
 /// A key's value at one revision, as ranges return it and as the `key` bucket stores it (in
 /// etcd's protobuf encoding, see [`crate::kv_encoding`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct KeyValue {
     /// The key.
     pub key: Vec<u8>,

@@ -9,6 +9,7 @@
 //!   ([`WriteTxn`]), etcd's put / delete-range / txn semantics ([`request`]), compaction and
 //!   hashes.
 //! - [`LeaseRegistry`] and [`ChangeObserver`]: the hooks the lessor and the watch layer use.
+//! - [`watch`]: [`WatchableStore`] and [`WatchStream`], etcd's watches over the store.
 //! - [`lease`]: etcd's lessor: grant, revoke, keep-alive, expiry by the caller's clock,
 //!   checkpoints, restore.
 //!
@@ -28,6 +29,7 @@ pub mod revision;
 pub mod store;
 pub mod tree_index;
 mod txn_check;
+pub mod watch;
 
 pub use error::{MvccError, Result};
 pub use key_index::{Generation, KeyIndex, KeyRevision};
@@ -45,3 +47,7 @@ pub use store::{
     WriteTxn,
 };
 pub use tree_index::{KeySpan, TreeIndex};
+pub use watch::{
+    Event, EventKind, WatchConfig, WatchError, WatchFilters, WatchId, WatchResponse, WatchStream,
+    WatchableStore,
+};

@@ -8,7 +8,7 @@
 use crate::KeyValue;
 
 /// How to read a range (etcd's `mvcc.RangeOptions` plus `keys_only`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RangeOptions {
     /// Return at most this many key-values (`<= 0`: all).
     pub limit: i64,
@@ -21,7 +21,7 @@ pub struct RangeOptions {
 }
 
 /// The result of a range.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RangeResult {
     /// The key-values, in key order (empty with `count_only`).
     pub kvs: Vec<KeyValue>,
@@ -34,7 +34,7 @@ pub struct RangeResult {
 }
 
 /// A range read inside a transaction.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RangeRequest {
     /// The first key.
     pub key: Vec<u8>,
@@ -45,7 +45,7 @@ pub struct RangeRequest {
 }
 
 /// A put (etcd's `PutRequest`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PutRequest {
     /// The key.
     pub key: Vec<u8>,
@@ -73,7 +73,7 @@ impl PutRequest {
 }
 
 /// The result of a put.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PutResponse {
     /// The revision of the put.
     pub revision: i64,
@@ -82,7 +82,7 @@ pub struct PutResponse {
 }
 
 /// A delete of a key or range (etcd's `DeleteRangeRequest`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeleteRangeRequest {
     /// The first key.
     pub key: Vec<u8>,
@@ -103,7 +103,7 @@ impl DeleteRangeRequest {
 }
 
 /// The result of a delete.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeleteRangeResponse {
     /// The store's revision after the delete (unchanged when nothing was deleted and the
     /// transaction changed nothing before).
@@ -115,7 +115,7 @@ pub struct DeleteRangeResponse {
 }
 
 /// What a comparison looks at, with the operand.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CompareTarget {
     /// The key's version (0 for a missing key).
     Version(i64),
@@ -130,7 +130,7 @@ pub enum CompareTarget {
 }
 
 /// How the key's field must relate to the operand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CompareResult {
     /// field == operand.
     Equal,
@@ -143,7 +143,7 @@ pub enum CompareResult {
 }
 
 /// One guard of a transaction (etcd's `Compare`); over a range, every key must satisfy it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Compare {
     /// The key compared.
     pub key: Vec<u8>,
@@ -168,7 +168,7 @@ impl Compare {
 }
 
 /// One operation of a transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RequestOp {
     /// A range read.
     Range(RangeRequest),
@@ -181,7 +181,7 @@ pub enum RequestOp {
 }
 
 /// The result of one operation of a transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ResponseOp {
     /// A range read's result.
     Range(RangeResult),
@@ -195,7 +195,7 @@ pub enum ResponseOp {
 
 /// A transaction: if every comparison holds, the success operations run, else the failure ones;
 /// all in one write transaction at one revision (etcd's `TxnRequest`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TxnRequest {
     /// The guards.
     pub compare: Vec<Compare>,
@@ -217,7 +217,7 @@ impl TxnRequest {
 }
 
 /// The result of a transaction.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TxnResponse {
     /// The store's revision after the transaction (0 for nested transactions).
     pub revision: i64,

@@ -138,7 +138,8 @@ mod tests {
     fn write_estimate(dir: &Path, group: &str, id: &str, median: f64) {
         let path = dir.join(group.replace('/', "_")).join(id).join("new");
         std::fs::create_dir_all(&path).unwrap();
-        let json = format!(r#"{{"median":{{"point_estimate":{median}}},"mean":{{"point_estimate":1}}}}"#);
+        let json =
+            format!(r#"{{"median":{{"point_estimate":{median}}},"mean":{{"point_estimate":1}}}}"#);
         std::fs::write(path.join("estimates.json"), json).unwrap();
     }
 

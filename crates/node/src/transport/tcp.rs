@@ -1,0 +1,475 @@
+//! A [`Transport`] over real TCP sockets: etcd's rafthttp, simplified.
+//!
+//! - Each peer gets a **message stream**: one outbound connection written by a per-peer writer
+//!   thread from a bounded queue ([`TcpConfig::queue_len`], etcd's 4096). A full queue drops
+//!   the message and reports [`PeerEvent::Unreachable`]; `send` never blocks. A failed dial or
+//!   write reports the peer unreachable and redials with exponential backoff
+//!   ([`TcpConfig::backoff_min`] to [`TcpConfig::backoff_max`]); messages arriving while the
+//!   peer is backed off are dropped (raft retransmits).
+//! - `MsgSnap` goes through a per-peer **snapshot sender** on its own connection per snapshot,
+//!   the data cut into [`TcpConfig::snapshot_chunk_len`] chunks, so a large snapshot never holds
+//!   up the message stream. The receiver reassembles it, delivers one [`Message`] and acks;
+//!   the sender then reports [`PeerEvent::SnapshotStatus`].
+//! - Listeners accept on one thread; each inbound connection has a reader thread. A new message
+//!   stream from a peer replaces its previous one.
+//!
+//! Every connection opens with a handshake (magic, protocol version, stream kind, cluster id,
+//! sender, receiver); a mismatch is logged and the connection refused, so a member of another
+//! cluster never gets a message delivered. Frames are length-prefixed and CRC-32C checked
+//! ([`wire`]); a corrupt or oversized frame closes the connection.
+
+pub mod wire;
+
+mod inbound;
+mod outbound;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
+use raft_core::raftpb::{Message, MessageType};
+
+use super::{PeerEvent, Transport};
+use inbound::InboundRegistry;
+use outbound::Peer;
+use wire::{HandshakeStatus, WireError};
+
+/// Tuning of a [`TcpTransport`]; [`Default`] follows etcd where etcd has a number.
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    /// Messages queued per peer before `send` drops them (etcd: 4096).
+    pub queue_len: usize,
+    /// Snapshots queued per peer before `send` fails them.
+    pub snapshot_queue_len: usize,
+    /// The largest frame accepted or sent; a bigger message is dropped.
+    pub max_frame_len: usize,
+    /// Bytes of snapshot data per chunk frame (at most `max_frame_len`).
+    pub snapshot_chunk_len: usize,
+    /// The largest snapshot data accepted.
+    pub max_snapshot_len: u64,
+    /// The time allowed to establish a TCP connection.
+    pub dial_timeout: Duration,
+    /// The time allowed for each side of the handshake.
+    pub handshake_timeout: Duration,
+    /// The time a blocked socket write may take before the connection is dropped.
+    pub write_timeout: Duration,
+    /// The time a snapshot receiver may wait for each read of a transfer, and a snapshot sender
+    /// for the receiver's acknowledgement.
+    pub snapshot_timeout: Duration,
+    /// The first redial delay after a failure.
+    pub backoff_min: Duration,
+    /// The longest redial delay.
+    pub backoff_max: Duration,
+    /// Inbound connections beyond which new ones are refused.
+    pub max_inbound: usize,
+    /// The longest [`TcpTransport::stop`] waits for its threads.
+    pub stop_timeout: Duration,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            queue_len: 4096,
+            snapshot_queue_len: 4,
+            max_frame_len: 64 << 20,
+            snapshot_chunk_len: 1 << 20,
+            max_snapshot_len: 64 << 30,
+            dial_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(5),
+            snapshot_timeout: Duration::from_secs(30),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            max_inbound: 1024,
+            stop_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the transport could not start, or a connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// A listener could not bind.
+    #[error("binding peer listener {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A peer URL is not `scheme://host:port[/path]` or does not resolve.
+    #[error("invalid peer url {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A thread could not be spawned.
+    #[error("spawning {name}: {source}")]
+    Spawn {
+        /// The thread's name.
+        name: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No address of the peer could be connected to.
+    #[error("dialing peer {peer:x}: {reason}")]
+    Dial {
+        /// The peer.
+        peer: u64,
+        /// The last failure.
+        reason: String,
+    },
+    /// The peer refused the handshake.
+    #[error(
+        "peer {peer:x} rejected the handshake: {status:?} (remote cluster {remote_cluster:x}, remote id {remote_id:x})"
+    )]
+    Rejected {
+        /// The peer.
+        peer: u64,
+        /// Why.
+        status: HandshakeStatus,
+        /// The cluster the peer belongs to.
+        remote_cluster: u64,
+        /// The id the peer answered with.
+        remote_id: u64,
+    },
+    /// The wire protocol failed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+/// `host:port` of a peer URL such as `http://127.0.0.1:2380` (a scheme is optional; a path is
+/// ignored; IPv6 hosts are bracketed: `http://[::1]:2380`).
+pub fn url_host_port(url: &str) -> Result<String, TransportError> {
+    let invalid = |reason: &str| TransportError::InvalidUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let rest = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            if !matches!(scheme, "http" | "https" | "tcp") {
+                return Err(invalid("scheme must be http, https or tcp"));
+            }
+            rest
+        }
+        None => url,
+    };
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let Some((host, port)) = host_port.rsplit_once(':') else {
+        return Err(invalid("missing port"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(invalid("expected host:port"));
+    }
+    Ok(host_port.to_string())
+}
+
+/// The socket addresses of listen URLs such as `--listen-peer-urls` (`http://127.0.0.1:2380`).
+pub fn listen_addrs(urls: &[String]) -> Result<Vec<SocketAddr>, TransportError> {
+    let mut out = Vec::new();
+    for url in urls {
+        let hp = url_host_port(url)?;
+        let addrs = hp
+            .to_socket_addrs()
+            .map_err(|e| TransportError::InvalidUrl {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        out.extend(addrs);
+    }
+    Ok(out)
+}
+
+/// State shared by the transport and its threads.
+struct Shared {
+    local_id: u64,
+    cluster_id: u64,
+    config: TcpConfig,
+    events: Sender<PeerEvent>,
+    stopped: AtomicBool,
+    inbound: Mutex<InboundRegistry>,
+}
+
+impl Shared {
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Best-effort report that never blocks (delivery failures; raft copes with a lost one).
+    fn report(&self, ev: PeerEvent) {
+        match self.events.try_send(ev) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(ev)) => {
+                tracing::debug!(?ev, "event channel full, report dropped")
+            }
+        }
+    }
+
+    /// Delivers `ev`, waiting while the channel is full unless the transport or `cancelled`
+    /// stops; returns whether it was delivered.
+    fn deliver(&self, mut ev: PeerEvent, cancelled: &dyn Fn() -> bool) -> bool {
+        loop {
+            match self.events.send_timeout(ev, Duration::from_millis(100)) {
+                Ok(()) => return true,
+                Err(SendTimeoutError::Disconnected(_)) => return false,
+                Err(SendTimeoutError::Timeout(back)) => {
+                    if self.is_stopped() || cancelled() {
+                        return false;
+                    }
+                    ev = back;
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, TransportError> {
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map_err(|source| TransportError::Spawn {
+            name: name.to_string(),
+            source,
+        })
+}
+
+/// Joins `handles` until `deadline`; threads still running then are detached (and logged).
+fn join_until(handles: Vec<JoinHandle<()>>, deadline: Instant) {
+    let mut pending = handles;
+    loop {
+        let (done, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|h| h.is_finished());
+        for h in done {
+            if h.join().is_err() {
+                tracing::error!("a transport thread panicked");
+            }
+        }
+        pending = rest;
+        if pending.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                threads = pending.len(),
+                "transport threads did not stop in time; detached"
+            );
+            return;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A [`Transport`] over TCP; see the [module docs](self).
+pub struct TcpTransport {
+    shared: Arc<Shared>,
+    local_addrs: Vec<SocketAddr>,
+    accept: Mutex<Option<JoinHandle<()>>>,
+    peers: Mutex<HashMap<u64, Peer>>,
+    /// Threads of removed peers, joined by [`TcpTransport::stop`].
+    retired: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl TcpTransport {
+    /// Binds `listen` (port 0 picks a free port; see [`TcpTransport::local_addrs`]) and starts
+    /// accepting peers of `cluster_id` as member `local_id`, with the default [`TcpConfig`].
+    /// Incoming messages and delivery reports go to `events`.
+    pub fn start(
+        local_id: u64,
+        cluster_id: u64,
+        listen: Vec<SocketAddr>,
+        events: Sender<PeerEvent>,
+    ) -> Result<TcpTransport, TransportError> {
+        Self::start_with_config(local_id, cluster_id, listen, events, TcpConfig::default())
+    }
+
+    /// [`TcpTransport::start`] with `config`.
+    pub fn start_with_config(
+        local_id: u64,
+        cluster_id: u64,
+        listen: Vec<SocketAddr>,
+        events: Sender<PeerEvent>,
+        config: TcpConfig,
+    ) -> Result<TcpTransport, TransportError> {
+        let mut listeners = Vec::with_capacity(listen.len());
+        let mut local_addrs = Vec::with_capacity(listen.len());
+        for addr in listen {
+            let bind = |source| TransportError::Bind { addr, source };
+            let l = TcpListener::bind(addr).map_err(bind)?;
+            l.set_nonblocking(true).map_err(bind)?;
+            local_addrs.push(l.local_addr().map_err(bind)?);
+            listeners.push(l);
+        }
+        let shared = Arc::new(Shared {
+            local_id,
+            cluster_id,
+            config,
+            events,
+            stopped: AtomicBool::new(false),
+            inbound: Mutex::new(InboundRegistry::default()),
+        });
+        let accept = {
+            let shared = shared.clone();
+            spawn(&format!("peer-accept-{local_id:x}"), move || {
+                inbound::accept_loop(shared, listeners)
+            })?
+        };
+        tracing::info!(local_id = %format_args!("{local_id:x}"), addrs = ?local_addrs, "peer transport listening");
+        Ok(TcpTransport {
+            shared,
+            local_addrs,
+            accept: Mutex::new(Some(accept)),
+            peers: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The bound listen addresses (with the actual ports).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// This member's id.
+    pub fn local_id(&self) -> u64 {
+        self.shared.local_id
+    }
+
+    /// Whether `id` is a known peer.
+    pub fn has_peer(&self, id: u64) -> bool {
+        lock(&self.peers).contains_key(&id)
+    }
+
+    /// Stops accepting, closes every connection and joins the threads (waiting at most
+    /// [`TcpConfig::stop_timeout`]). Queued messages are dropped. Idempotent.
+    pub fn stop(&self) {
+        if self.shared.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let deadline = Instant::now() + self.shared.config.stop_timeout;
+        let mut handles: Vec<JoinHandle<()>> = lock(&self.accept).take().into_iter().collect();
+        for (_, peer) in lock(&self.peers).drain() {
+            handles.extend(peer.shutdown());
+        }
+        handles.append(&mut lock(&self.retired));
+        handles.extend(lock(&self.shared.inbound).shutdown_all());
+        join_until(handles, deadline);
+        // Readers accepted while we were shutting down.
+        let late = lock(&self.shared.inbound).shutdown_all();
+        join_until(late, deadline);
+        tracing::info!(local_id = %format_args!("{:x}", self.shared.local_id), "peer transport stopped");
+    }
+
+    fn urls(id: u64, peer_urls: &[String]) -> Vec<String> {
+        peer_urls
+            .iter()
+            .filter_map(|u| match url_host_port(u) {
+                Ok(hp) => Some(hp),
+                Err(e) => {
+                    tracing::error!(peer = %format_args!("{id:x}"), "ignoring peer url: {e}");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn report_undeliverable(&self, to: u64, msg_type: MessageType) {
+        self.shared.report(PeerEvent::Unreachable(to));
+        if msg_type == MessageType::MsgSnap {
+            self.shared
+                .report(PeerEvent::SnapshotStatus { to, failed: true });
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn send(&self, msgs: Vec<Message>) {
+        if self.shared.is_stopped() {
+            return;
+        }
+        let mut undeliverable = Vec::new();
+        {
+            let peers = lock(&self.peers);
+            for m in msgs {
+                let (to, msg_type) = (m.to, m.msg_type);
+                if to == self.shared.local_id {
+                    tracing::debug!(msg_type = %msg_type, "not sending a message to self");
+                    continue;
+                }
+                let queued = match peers.get(&to) {
+                    Some(peer) => peer.enqueue(m),
+                    None => {
+                        tracing::debug!(to = %format_args!("{to:x}"), msg_type = %msg_type, "dropping message to unknown peer");
+                        false
+                    }
+                };
+                if !queued {
+                    undeliverable.push((to, msg_type));
+                }
+            }
+        }
+        for (to, msg_type) in undeliverable {
+            self.report_undeliverable(to, msg_type);
+        }
+    }
+
+    fn add_peer(&self, id: u64, peer_urls: &[String]) {
+        if self.shared.is_stopped() || id == self.shared.local_id || id == 0 {
+            return;
+        }
+        let mut peers = lock(&self.peers);
+        if peers.contains_key(&id) {
+            return;
+        }
+        let urls = Self::urls(id, peer_urls);
+        match Peer::start(self.shared.clone(), id, urls) {
+            Ok(peer) => {
+                tracing::info!(peer = %format_args!("{id:x}"), urls = ?peer_urls, "added peer");
+                peers.insert(id, peer);
+            }
+            Err(e) => tracing::error!(peer = %format_args!("{id:x}"), "cannot add peer: {e}"),
+        }
+    }
+
+    fn remove_peer(&self, id: u64) {
+        let Some(peer) = lock(&self.peers).remove(&id) else {
+            return;
+        };
+        tracing::info!(peer = %format_args!("{id:x}"), "removed peer");
+        let mut retired = lock(&self.retired);
+        retired.extend(peer.shutdown());
+        // Keep the list short: reap what has finished.
+        let (done, rest): (Vec<_>, Vec<_>) = retired.drain(..).partition(|h| h.is_finished());
+        *retired = rest;
+        drop(retired);
+        for h in done {
+            let _ = h.join();
+        }
+    }
+
+    fn update_peer(&self, id: u64, peer_urls: &[String]) {
+        let urls = Self::urls(id, peer_urls);
+        match lock(&self.peers).get(&id) {
+            Some(peer) => {
+                tracing::info!(peer = %format_args!("{id:x}"), urls = ?peer_urls, "updated peer urls");
+                peer.set_urls(urls);
+            }
+            None => {
+                tracing::debug!(peer = %format_args!("{id:x}"), "update of unknown peer ignored")
+            }
+        }
+    }
+}
+
+impl Drop for TcpTransport {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,300 @@
+//! The receiving side: the accept thread and one reader thread per inbound connection.
+
+use std::collections::HashMap;
+use std::io::{BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use raft_core::raftpb::{Message, MessageType};
+
+use super::wire::{
+    self, HANDSHAKE_LEN, Handshake, HandshakeReply, HandshakeStatus, PROTOCOL_VERSION,
+    SNAPSHOT_ACK, SnapshotHeader, StreamKind, WireError,
+};
+use super::{PeerEvent, Shared, lock, spawn};
+
+/// How long the accept thread sleeps when no listener has a pending connection.
+const ACCEPT_POLL: Duration = Duration::from_millis(10);
+
+/// The largest buffer a reader keeps between frames.
+const KEEP_BUFFER: usize = 4 << 20;
+
+/// The live inbound connections and their reader threads.
+#[derive(Default)]
+pub(super) struct InboundRegistry {
+    next_id: u64,
+    conns: HashMap<u64, InboundConn>,
+    threads: Vec<JoinHandle<()>>,
+    /// Set by [`InboundRegistry::shutdown_all`]: no new connection is admitted.
+    closed: bool,
+}
+
+struct InboundConn {
+    socket: TcpStream,
+    /// The sender and kind, once the handshake is accepted.
+    stream: Option<(u64, StreamKind)>,
+}
+
+impl InboundRegistry {
+    /// Closes every connection and refuses new ones; returns the reader threads to join.
+    pub(super) fn shutdown_all(&mut self) -> Vec<JoinHandle<()>> {
+        self.closed = true;
+        for c in self.conns.values() {
+            let _ = c.socket.shutdown(Shutdown::Both);
+        }
+        std::mem::take(&mut self.threads)
+    }
+
+    fn reap(&mut self) {
+        let (done, rest): (Vec<_>, Vec<_>) = self.threads.drain(..).partition(|h| h.is_finished());
+        self.threads = rest;
+        for h in done {
+            if h.join().is_err() {
+                tracing::error!("a peer reader thread panicked");
+            }
+        }
+    }
+}
+
+/// Accepts connections on every listener until the transport stops.
+pub(super) fn accept_loop(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
+    while !shared.is_stopped() {
+        let mut idle = true;
+        for l in &listeners {
+            match l.accept() {
+                Ok((s, addr)) => {
+                    idle = false;
+                    admit(&shared, s, addr);
+                }
+                Err(e)
+                    if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => tracing::warn!("accepting a peer connection failed: {e}"),
+            }
+        }
+        if idle {
+            thread::sleep(ACCEPT_POLL);
+        }
+    }
+    tracing::debug!("peer accept loop stopped");
+}
+
+fn admit(shared: &Arc<Shared>, s: TcpStream, addr: SocketAddr) {
+    if let Err(e) = s.set_nonblocking(false) {
+        tracing::warn!(%addr, "dropping peer connection: {e}");
+        return;
+    }
+    let mut reg = lock(&shared.inbound);
+    if reg.closed {
+        return;
+    }
+    reg.reap();
+    if reg.conns.len() >= shared.config.max_inbound {
+        tracing::warn!(%addr, max = shared.config.max_inbound, "too many peer connections, refusing");
+        let reply = HandshakeReply {
+            version: PROTOCOL_VERSION,
+            status: HandshakeStatus::Busy,
+            cluster_id: shared.cluster_id,
+            id: shared.local_id,
+        };
+        let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
+        let _ = (&s).write_all(&reply.encode());
+        return;
+    }
+    let socket = match s.try_clone() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(%addr, "dropping peer connection: {e}");
+            return;
+        }
+    };
+    let id = reg.next_id;
+    reg.next_id += 1;
+    reg.conns.insert(
+        id,
+        InboundConn {
+            socket,
+            stream: None,
+        },
+    );
+    let reader = {
+        let shared = shared.clone();
+        spawn(&format!("peer-r-{:x}", shared.local_id), move || {
+            reader(&shared, id, s, addr)
+        })
+    };
+    match reader {
+        Ok(h) => reg.threads.push(h),
+        Err(e) => {
+            tracing::error!(%addr, "dropping peer connection: {e}");
+            if let Some(c) = reg.conns.remove(&id) {
+                let _ = c.socket.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Serves one inbound connection until it closes, fails or the transport stops.
+fn reader(shared: &Shared, conn_id: u64, s: TcpStream, addr: SocketAddr) {
+    match serve(shared, conn_id, &s, addr) {
+        Ok(()) => tracing::debug!(%addr, "peer connection closed"),
+        Err(e) if shared.is_stopped() => tracing::debug!(%addr, "peer connection closed: {e}"),
+        Err(e) => tracing::warn!(%addr, "closing peer connection: {e}"),
+    }
+    let _ = s.shutdown(Shutdown::Both);
+    lock(&shared.inbound).conns.remove(&conn_id);
+}
+
+fn serve(shared: &Shared, conn_id: u64, s: &TcpStream, addr: SocketAddr) -> Result<(), WireError> {
+    let cfg = &shared.config;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(cfg.handshake_timeout))?;
+    s.set_write_timeout(Some(cfg.write_timeout))?;
+    let mut buf = [0u8; HANDSHAKE_LEN];
+    let mut r = s;
+    r.read_exact(&mut buf)?;
+    let hs = Handshake::decode(&buf)?;
+    let status = if hs.version != PROTOCOL_VERSION {
+        HandshakeStatus::VersionMismatch
+    } else if hs.cluster_id != shared.cluster_id {
+        HandshakeStatus::ClusterMismatch
+    } else if hs.to != shared.local_id {
+        HandshakeStatus::WrongReceiver
+    } else if hs.from == 0 || hs.from == shared.local_id {
+        HandshakeStatus::BadSender
+    } else {
+        HandshakeStatus::Accepted
+    };
+    let reply = HandshakeReply {
+        version: PROTOCOL_VERSION,
+        status,
+        cluster_id: shared.cluster_id,
+        id: shared.local_id,
+    };
+    let mut w = s;
+    w.write_all(&reply.encode())?;
+    let from = format!("{:x}", hs.from);
+    match status {
+        HandshakeStatus::Accepted => {}
+        HandshakeStatus::ClusterMismatch => {
+            tracing::error!(
+                %addr,
+                from = %from,
+                remote_cluster = %format_args!("{:x}", hs.cluster_id),
+                local_cluster = %format_args!("{:x}", shared.cluster_id),
+                "rejected peer connection from another cluster"
+            );
+            return Ok(());
+        }
+        other => {
+            tracing::warn!(%addr, from = %from, to = %format_args!("{:x}", hs.to), version = hs.version, "rejected peer connection: {other:?}");
+            return Ok(());
+        }
+    }
+    {
+        let mut reg = lock(&shared.inbound);
+        if reg.closed {
+            return Ok(());
+        }
+        if hs.kind == StreamKind::Message {
+            // A peer has one message stream to us: a new one replaces (closes) the old.
+            for (id, c) in &reg.conns {
+                if *id != conn_id && c.stream == Some((hs.from, StreamKind::Message)) {
+                    let _ = c.socket.shutdown(Shutdown::Both);
+                }
+            }
+        }
+        if let Some(c) = reg.conns.get_mut(&conn_id) {
+            c.stream = Some((hs.from, hs.kind));
+        }
+    }
+    tracing::info!(%addr, from = %from, kind = ?hs.kind, "peer stream accepted");
+    match hs.kind {
+        StreamKind::Message => read_messages(shared, s, &from),
+        StreamKind::Snapshot => read_snapshots(shared, s, &from),
+    }
+}
+
+/// Whether a peer may send `m` to us.
+fn acceptable(shared: &Shared, m: &Message, from: &str) -> bool {
+    if m.to != shared.local_id || m.msg_type.is_local() {
+        tracing::warn!(from = %from, to = %format_args!("{:x}", m.to), msg_type = %m.msg_type, "dropping misaddressed or local message");
+        return false;
+    }
+    true
+}
+
+fn read_messages(shared: &Shared, s: &TcpStream, from: &str) -> Result<(), WireError> {
+    s.set_read_timeout(None)?;
+    let mut r = BufReader::with_capacity(64 << 10, s);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if !wire::read_frame(&mut r, shared.config.max_frame_len, &mut buf)? {
+            return Ok(());
+        }
+        let m: Message = postcard::from_bytes(&buf)?;
+        if buf.capacity() > KEEP_BUFFER {
+            buf = Vec::new();
+        }
+        if !acceptable(shared, &m, from) {
+            continue;
+        }
+        if !shared.deliver(PeerEvent::Message(m), &|| false) {
+            return Ok(());
+        }
+    }
+}
+
+fn read_snapshots(shared: &Shared, s: &TcpStream, from: &str) -> Result<(), WireError> {
+    let cfg = &shared.config;
+    s.set_read_timeout(Some(cfg.snapshot_timeout))?;
+    let mut r = BufReader::with_capacity(256 << 10, s);
+    let mut w = s;
+    loop {
+        let mut head = Vec::new();
+        if !wire::read_frame(&mut r, cfg.max_frame_len, &mut head)? {
+            return Ok(());
+        }
+        let header: SnapshotHeader = postcard::from_bytes(&head)?;
+        let mut m = header.message;
+        if m.msg_type != MessageType::MsgSnap || m.snapshot.is_none() {
+            return Err(WireError::Protocol(format!(
+                "{} on the snapshot stream",
+                m.msg_type
+            )));
+        }
+        if header.data_len > cfg.max_snapshot_len {
+            return Err(WireError::Protocol(format!(
+                "snapshot of {} bytes over the limit of {}",
+                header.data_len, cfg.max_snapshot_len
+            )));
+        }
+        if !acceptable(shared, &m, from) {
+            return Err(WireError::Protocol("misaddressed snapshot".into()));
+        }
+        let len = usize::try_from(header.data_len)
+            .map_err(|_| WireError::Protocol("snapshot too large for this platform".into()))?;
+        let mut data = Vec::with_capacity(len.min(64 << 20));
+        while data.len() < len {
+            let before = data.len();
+            if !wire::read_frame(&mut r, cfg.max_frame_len, &mut data)? {
+                return Err(WireError::Protocol("stream ended inside a snapshot".into()));
+            }
+            if data.len() == before || data.len() > len {
+                return Err(WireError::Protocol("snapshot chunks do not add up".into()));
+            }
+        }
+        let index = m.snapshot.as_ref().map_or(0, |s| s.metadata.index);
+        if let Some(snap) = m.snapshot.as_mut() {
+            snap.data = data;
+        }
+        tracing::info!(from = %from, index, bytes = len, "snapshot received");
+        if !shared.deliver(PeerEvent::Message(m), &|| false) {
+            return Ok(());
+        }
+        w.write_all(&[SNAPSHOT_ACK])?;
+        w.flush()?;
+    }
+}

@@ -1,0 +1,554 @@
+//! The TCP peer transport on real sockets (127.0.0.1, ephemeral ports): ordered delivery,
+//! unreachable peers, reconnection, cluster isolation, large snapshots, queue overflow and
+//! corrupt input. Every wait is bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use node::transport::tcp::wire::{
+    self, Handshake, HandshakeReply, HandshakeStatus, PROTOCOL_VERSION, REPLY_LEN, StreamKind,
+};
+use node::transport::tcp::{TcpConfig, TcpTransport, listen_addrs, url_host_port};
+use node::transport::{PeerEvent, Transport};
+use raft_core::raftpb::{Entry, EntryType, Message, MessageType, Snapshot};
+
+const CLUSTER: u64 = 0xc1u64;
+const WAIT: Duration = Duration::from_secs(10);
+
+fn localhost() -> Vec<SocketAddr> {
+    vec!["127.0.0.1:0".parse().unwrap()]
+}
+
+fn start_cfg(id: u64, cluster: u64, cfg: TcpConfig) -> (TcpTransport, Receiver<PeerEvent>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let t = TcpTransport::start_with_config(id, cluster, localhost(), tx, cfg).unwrap();
+    (t, rx)
+}
+
+fn start(id: u64, cluster: u64) -> (TcpTransport, Receiver<PeerEvent>) {
+    start_cfg(id, cluster, fast_config())
+}
+
+fn fast_config() -> TcpConfig {
+    TcpConfig {
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        ..TcpConfig::default()
+    }
+}
+
+fn url(t: &TcpTransport) -> String {
+    format!("http://{}", t.local_addrs()[0])
+}
+
+/// A free port: bound, then released.
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn app(from: u64, to: u64, index: u64) -> Message {
+    let mut m = Message::new(MessageType::MsgApp, from, to);
+    m.term = 3;
+    m.index = index;
+    m.entries = vec![Entry::new(
+        3,
+        index + 1,
+        EntryType::Normal,
+        format!("entry {from}->{to} #{index}").into_bytes(),
+    )];
+    m
+}
+
+/// Message events until `n` arrived or `timeout` passed.
+fn recv_messages(rx: &Receiver<PeerEvent>, n: usize, timeout: Duration) -> Vec<Message> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(PeerEvent::Message(m)) => out.push(m),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// The first event matching `pred` within `timeout`.
+fn wait_event(
+    rx: &Receiver<PeerEvent>,
+    timeout: Duration,
+    pred: impl Fn(&PeerEvent) -> bool,
+) -> Option<PeerEvent> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(ev) if pred(&ev) => return Some(ev),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn urls_parse() {
+    assert_eq!(
+        url_host_port("http://127.0.0.1:2380").unwrap(),
+        "127.0.0.1:2380"
+    );
+    assert_eq!(url_host_port("https://[::1]:2380/x").unwrap(), "[::1]:2380");
+    assert_eq!(url_host_port("node-1:2380").unwrap(), "node-1:2380");
+    assert!(url_host_port("http://127.0.0.1").is_err());
+    assert!(url_host_port("ftp://127.0.0.1:21").is_err());
+    assert!(url_host_port("http://:2380").is_err());
+    let addrs = listen_addrs(&["http://127.0.0.1:2380".to_string()]).unwrap();
+    assert_eq!(addrs, vec!["127.0.0.1:2380".parse().unwrap()]);
+}
+
+#[test]
+fn two_transports_exchange_messages_in_order() {
+    let (a, arx) = start(1, CLUSTER);
+    let (b, brx) = start(2, CLUSTER);
+    a.add_peer(2, &[url(&b)]);
+    b.add_peer(1, &[url(&a)]);
+    const N: u64 = 2000;
+    for chunk in (0..N).collect::<Vec<_>>().chunks(100) {
+        a.send(chunk.iter().map(|&i| app(1, 2, i)).collect());
+        b.send(chunk.iter().map(|&i| app(2, 1, i)).collect());
+    }
+    let at_b = recv_messages(&brx, N as usize, WAIT);
+    let at_a = recv_messages(&arx, N as usize, WAIT);
+    // The first message triggers the dial; the rest wait in the queue meanwhile.
+    assert_eq!(at_b, (0..N).map(|i| app(1, 2, i)).collect::<Vec<_>>());
+    assert_eq!(at_a, (0..N).map(|i| app(2, 1, i)).collect::<Vec<_>>());
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn three_transports_full_mesh() {
+    let nodes: Vec<_> = (1..=3).map(|id| start(id, CLUSTER)).collect();
+    for (t, _) in &nodes {
+        for (p, _) in &nodes {
+            if p.local_id() != t.local_id() {
+                t.add_peer(p.local_id(), &[url(p)]);
+            }
+        }
+    }
+    const N: u64 = 300;
+    for i in 0..N {
+        for (t, _) in &nodes {
+            let from = t.local_id();
+            t.send(
+                (1..=3)
+                    .filter(|&to| to != from)
+                    .map(|to| app(from, to, i))
+                    .collect(),
+            );
+        }
+    }
+    for (t, rx) in &nodes {
+        let got = recv_messages(rx, 2 * N as usize, WAIT);
+        assert_eq!(got.len(), 2 * N as usize, "node {}", t.local_id());
+        for from in (1..=3).filter(|&f| f != t.local_id()) {
+            let from_peer: Vec<u64> = got
+                .iter()
+                .filter(|m| m.from == from)
+                .map(|m| m.index)
+                .collect();
+            assert_eq!(
+                from_peer,
+                (0..N).collect::<Vec<_>>(),
+                "{from} -> {}",
+                t.local_id()
+            );
+        }
+    }
+}
+
+#[test]
+fn down_peer_is_unreachable_and_send_does_not_block() {
+    let (a, arx) = start(1, CLUSTER);
+    a.add_peer(2, &[format!("http://{}", free_addr())]);
+    let started = Instant::now();
+    for i in 0..20_000 {
+        a.send(vec![app(1, 2, i)]);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "send blocked: {:?}",
+        started.elapsed()
+    );
+    assert!(wait_event(&arx, WAIT, |e| matches!(e, PeerEvent::Unreachable(2))).is_some());
+    // Unknown peers are reported too.
+    a.send(vec![app(1, 9, 0)]);
+    assert!(wait_event(&arx, WAIT, |e| matches!(e, PeerEvent::Unreachable(9))).is_some());
+    let started = Instant::now();
+    a.stop();
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn peer_coming_up_later_receives_after_reconnect() {
+    let (a, arx) = start(1, CLUSTER);
+    let addr = free_addr();
+    a.add_peer(2, &[format!("http://{addr}")]);
+    a.send(vec![app(1, 2, 0)]);
+    assert!(wait_event(&arx, WAIT, |e| matches!(e, PeerEvent::Unreachable(2))).is_some());
+
+    let (tx, brx) = crossbeam_channel::unbounded();
+    let b = TcpTransport::start_with_config(2, CLUSTER, vec![addr], tx, fast_config()).unwrap();
+    // Keep sending until one arrives (the writer is backed off for up to backoff_max).
+    let deadline = Instant::now() + WAIT;
+    let mut first = None;
+    let mut i = 1;
+    while first.is_none() && Instant::now() < deadline {
+        a.send(vec![app(1, 2, i)]);
+        i += 1;
+        first = recv_messages(&brx, 1, Duration::from_millis(50)).pop();
+    }
+    let first = first.expect("no delivery after the peer came up");
+    // Connected now: the next messages arrive in order after whatever was in flight.
+    for j in 1000..1100 {
+        a.send(vec![app(1, 2, j)]);
+    }
+    let deadline = Instant::now() + WAIT;
+    let mut rest = Vec::new();
+    while rest.last() != Some(&1099) && Instant::now() < deadline {
+        rest.extend(
+            recv_messages(&brx, 1, Duration::from_millis(100))
+                .iter()
+                .map(|m| m.index),
+        );
+    }
+    assert!(first.index >= 1);
+    rest.retain(|&x| x >= 1000);
+    assert_eq!(rest, (1000..1100).collect::<Vec<_>>());
+    drop(b);
+}
+
+#[test]
+fn wrong_cluster_is_rejected() {
+    let (a, arx) = start(1, CLUSTER);
+    let (b, brx) = start(2, CLUSTER + 1);
+    a.add_peer(2, &[url(&b)]);
+    b.add_peer(1, &[url(&a)]);
+    for i in 0..5 {
+        a.send(vec![app(1, 2, i)]);
+        b.send(vec![app(2, 1, i)]);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    assert!(wait_event(&arx, WAIT, |e| matches!(e, PeerEvent::Unreachable(2))).is_some());
+    assert!(recv_messages(&brx, 1, Duration::from_millis(500)).is_empty());
+    assert!(recv_messages(&arx, 1, Duration::from_millis(100)).is_empty());
+
+    // On the wire: the listener answers ClusterMismatch.
+    let mut s = TcpStream::connect(b.local_addrs()[0]).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let hs = Handshake {
+        version: PROTOCOL_VERSION,
+        kind: StreamKind::Message,
+        cluster_id: CLUSTER,
+        from: 1,
+        to: 2,
+    };
+    s.write_all(&hs.encode()).unwrap();
+    let mut buf = [0u8; REPLY_LEN];
+    s.read_exact(&mut buf).unwrap();
+    let reply = HandshakeReply::decode(&buf).unwrap();
+    assert_eq!(reply.status, HandshakeStatus::ClusterMismatch);
+    assert_eq!(reply.cluster_id, CLUSTER + 1);
+    assert_eq!(
+        s.read(&mut [0u8; 1]).unwrap_or(0),
+        0,
+        "connection closed after rejection"
+    );
+}
+
+fn snapshot_message(from: u64, to: u64, len: usize) -> Message {
+    let mut data = Vec::with_capacity(len);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    let mut m = Message::new(MessageType::MsgSnap, from, to);
+    m.term = 5;
+    let mut snap = Snapshot {
+        data,
+        ..Snapshot::default()
+    };
+    snap.metadata.index = 1234;
+    snap.metadata.term = 5;
+    snap.metadata.conf_state.voters = vec![1, 2, 3];
+    m.snapshot = Some(snap);
+    m
+}
+
+#[test]
+fn twenty_mib_snapshot_arrives_intact_and_is_reported() {
+    let (a, arx) = start(1, CLUSTER);
+    let (b, brx) = start(2, CLUSTER);
+    a.add_peer(2, &[url(&b)]);
+    let snap = snapshot_message(1, 2, 20 << 20);
+    a.send(vec![snap.clone(), app(1, 2, 7)]);
+    let got = recv_messages(&brx, 2, Duration::from_secs(30));
+    assert_eq!(got.len(), 2);
+    let received = got
+        .iter()
+        .find(|m| m.msg_type == MessageType::MsgSnap)
+        .unwrap();
+    assert!(received == &snap, "snapshot differs");
+    assert!(got.iter().any(|m| m == &app(1, 2, 7)));
+    let status = wait_event(&arx, WAIT, |e| {
+        matches!(e, PeerEvent::SnapshotStatus { .. })
+    });
+    assert!(matches!(
+        status,
+        Some(PeerEvent::SnapshotStatus {
+            to: 2,
+            failed: false
+        })
+    ));
+
+    // To a peer that is down: a failure report.
+    a.add_peer(3, &[format!("http://{}", free_addr())]);
+    a.send(vec![snapshot_message(1, 3, 1 << 10)]);
+    let status = wait_event(&arx, WAIT, |e| {
+        matches!(e, PeerEvent::SnapshotStatus { .. })
+    });
+    assert!(matches!(
+        status,
+        Some(PeerEvent::SnapshotStatus {
+            to: 3,
+            failed: true
+        })
+    ));
+}
+
+#[test]
+fn queue_overflow_drops_instead_of_blocking() {
+    // A "peer" that accepts TCP but never answers the handshake: the writer is stuck dialing.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a, arx) = start_cfg(
+        1,
+        CLUSTER,
+        TcpConfig {
+            queue_len: 16,
+            handshake_timeout: Duration::from_secs(5),
+            stop_timeout: Duration::from_secs(8),
+            ..fast_config()
+        },
+    );
+    a.add_peer(2, &[format!("http://{}", silent.local_addr().unwrap())]);
+    let started = Instant::now();
+    for i in 0..10_000 {
+        a.send(vec![app(1, 2, i)]);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "send blocked: {:?}",
+        started.elapsed()
+    );
+    let unreachable = arx
+        .try_iter()
+        .filter(|e| matches!(e, PeerEvent::Unreachable(2)))
+        .count();
+    assert!(
+        unreachable >= 10_000 - 17,
+        "only {unreachable} drops reported"
+    );
+    // Stopping interrupts the stuck handshake.
+    let started = Instant::now();
+    a.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        started.elapsed()
+    );
+}
+
+fn raw_stream(to: &TcpTransport) -> TcpStream {
+    let mut s = TcpStream::connect(to.local_addrs()[0]).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let hs = Handshake {
+        version: PROTOCOL_VERSION,
+        kind: StreamKind::Message,
+        cluster_id: CLUSTER,
+        from: 1,
+        to: to.local_id(),
+    };
+    s.write_all(&hs.encode()).unwrap();
+    let mut buf = [0u8; REPLY_LEN];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(
+        HandshakeReply::decode(&buf).unwrap().status,
+        HandshakeStatus::Accepted
+    );
+    s
+}
+
+/// Whether the peer closed `s` (EOF or reset) within the read timeout.
+fn closed_by_peer(s: &mut TcpStream) -> bool {
+    match s.read(&mut [0u8; 16]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn corrupt_frames_close_the_connection_only() {
+    let (b, brx) = start(2, CLUSTER);
+
+    // A valid frame is delivered; a frame with a bad checksum closes the stream.
+    let mut s = raw_stream(&b);
+    let mut frame = Vec::new();
+    wire::write_frame(&mut frame, &postcard::to_allocvec(&app(1, 2, 1)).unwrap()).unwrap();
+    s.write_all(&frame).unwrap();
+    assert_eq!(recv_messages(&brx, 1, WAIT), vec![app(1, 2, 1)]);
+    let mut bad = frame.clone();
+    *bad.last_mut().unwrap() ^= 0xff;
+    s.write_all(&bad).unwrap();
+    assert!(closed_by_peer(&mut s));
+
+    // A checksummed frame that is not a message.
+    let mut s = raw_stream(&b);
+    let mut frame = Vec::new();
+    wire::write_frame(&mut frame, &[0xff; 40]).unwrap();
+    s.write_all(&frame).unwrap();
+    assert!(closed_by_peer(&mut s));
+
+    // A frame over the size limit.
+    let mut s = raw_stream(&b);
+    s.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    s.write_all(&[0u8; 4]).unwrap();
+    assert!(closed_by_peer(&mut s));
+
+    // Not a handshake at all.
+    let mut s = TcpStream::connect(b.local_addrs()[0]).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"GET /raft/stream/message/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    assert!(closed_by_peer(&mut s));
+
+    // A handshake cut short.
+    let mut s = TcpStream::connect(b.local_addrs()[0]).unwrap();
+    s.write_all(b"FRCD").unwrap();
+    drop(s);
+
+    // The receiver is unharmed: a real peer still gets through.
+    let (a, _arx) = start(1, CLUSTER);
+    a.add_peer(2, &[url(&b)]);
+    a.send(vec![app(1, 2, 2)]);
+    assert_eq!(recv_messages(&brx, 1, WAIT), vec![app(1, 2, 2)]);
+    assert!(recv_messages(&brx, 1, Duration::from_millis(100)).is_empty());
+}
+
+#[test]
+fn update_and_remove_peer() {
+    let (a, arx) = start(1, CLUSTER);
+    let (b, brx) = start(2, CLUSTER);
+    a.add_peer(2, &[format!("http://{}", free_addr())]);
+    a.send(vec![app(1, 2, 0)]);
+    assert!(wait_event(&arx, WAIT, |e| matches!(e, PeerEvent::Unreachable(2))).is_some());
+
+    a.update_peer(2, &[url(&b)]);
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    let mut i = 1;
+    while got.is_empty() && Instant::now() < deadline {
+        a.send(vec![app(1, 2, i)]);
+        i += 1;
+        got = recv_messages(&brx, 1, Duration::from_millis(50));
+    }
+    assert_eq!(got.len(), 1, "no delivery after update_peer");
+
+    a.remove_peer(2);
+    assert!(!a.has_peer(2));
+    while arx.try_recv().is_ok() {}
+    a.send(vec![app(1, 2, 99)]);
+    assert!(wait_event(&arx, WAIT, |e| matches!(e, PeerEvent::Unreachable(2))).is_some());
+    assert!(
+        recv_messages(&brx, 100, Duration::from_millis(300))
+            .iter()
+            .all(|m| m.index != 99)
+    );
+}
+
+#[test]
+fn stop_is_bounded_and_idempotent() {
+    let (a, _arx) = start(1, CLUSTER);
+    let (b, _brx) = start(2, CLUSTER);
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    a.add_peer(2, &[url(&b)]);
+    a.add_peer(3, &[format!("http://{}", silent.local_addr().unwrap())]);
+    b.add_peer(1, &[url(&a)]);
+    a.send((0..100).map(|i| app(1, 2, i)).collect());
+    a.send(vec![app(1, 3, 0), snapshot_message(1, 3, 4 << 20)]);
+    b.send((0..100).map(|i| app(2, 1, i)).collect());
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    a.stop();
+    a.stop();
+    b.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    // Sends after stop are ignored without blocking.
+    a.send(vec![app(1, 2, 0)]);
+}
+
+#[test]
+fn corrupt_snapshot_chunk_is_not_delivered() {
+    let (b, brx) = start(2, CLUSTER);
+    let mut s = TcpStream::connect(b.local_addrs()[0]).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let hs = Handshake {
+        version: PROTOCOL_VERSION,
+        kind: StreamKind::Snapshot,
+        cluster_id: CLUSTER,
+        from: 1,
+        to: 2,
+    };
+    s.write_all(&hs.encode()).unwrap();
+    let mut buf = [0u8; REPLY_LEN];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(
+        HandshakeReply::decode(&buf).unwrap().status,
+        HandshakeStatus::Accepted
+    );
+
+    let mut m = snapshot_message(1, 2, 3000);
+    let data = std::mem::take(&mut m.snapshot.as_mut().unwrap().data);
+    let header = wire::SnapshotHeader {
+        message: m,
+        data_len: data.len() as u64,
+    };
+    let mut out = Vec::new();
+    wire::write_frame(&mut out, &postcard::to_allocvec(&header).unwrap()).unwrap();
+    wire::write_frame(&mut out, &data[..1000]).unwrap();
+    let mut bad = Vec::new();
+    wire::write_frame(&mut bad, &data[1000..]).unwrap();
+    bad[wire::FRAME_HEADER_LEN + 5] ^= 0x40;
+    out.extend_from_slice(&bad);
+    s.write_all(&out).unwrap();
+    assert!(closed_by_peer(&mut s), "no ack, connection closed");
+    assert!(recv_messages(&brx, 1, Duration::from_millis(300)).is_empty());
+}

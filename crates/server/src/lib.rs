@@ -1,8 +1,18 @@
 //! The etcd v3 gRPC API over a ferrocd node, and the `ferrocd` binary.
 //!
-//! So far this crate holds the member configuration taken from etcd's command-line flags; the
-//! gRPC services follow (issue #7).
+//! - [`proto`]: etcd's messages and service stubs, generated from the vendored protos.
+//! - [`error`]: etcd's gRPC errors, and the table from [`node::NodeError`] to them.
+//! - [`convert`]: protobuf requests to `mvcc`'s and back, with etcd's range post-processing.
+//! - [`services`]: KV, Watch, Lease, Cluster and Maintenance over a [`node::Node`].
+//! - [`server`]: the tonic server on the client URLs.
+//! - [`config`]: etcd's command-line flags.
 
 pub mod config;
+pub mod convert;
+pub mod error;
+pub mod proto;
+pub mod server;
+pub mod services;
+pub mod sha256;
 
 pub use config::{Config, ConfigError, InitialClusterState, Member};

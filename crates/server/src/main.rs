@@ -1,8 +1,151 @@
-//! `ferrocd`: a member of a ferrocd cluster, configured with etcd's flags.
+//! `ferrocd`: a member of a ferrocd cluster, configured with etcd's flags, serving etcd's v3
+//! gRPC API.
 
-use anyhow::{Context, Result, bail};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
 use clap::Parser;
-use server::Config;
+use node::engine::EngineKind;
+use node::membership;
+use node::transport::tcp::{TcpTransport, listen_addrs};
+use node::{ClusterState, Node, NodeConfig};
+use server::config::BackendKind;
+use server::{Config, InitialClusterState};
+
+/// How long open calls (watch streams, keep-alives) may take to finish after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(2);
+
+fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
+    let members = config.initial_members()?;
+    let initial: Vec<(String, Vec<String>)> = members
+        .iter()
+        .map(|m| (m.name.clone(), m.peer_urls.clone()))
+        .collect();
+    let ids: Vec<u64> = members
+        .iter()
+        .map(|m| membership::member_id(&m.peer_urls, &config.initial_cluster_token, None))
+        .collect();
+    let me = members
+        .iter()
+        .position(|m| m.name == config.name)
+        .with_context(|| format!("{:?} is not in --initial-cluster", config.name))?;
+    let member_id = ids[me];
+    let cluster_id = membership::cluster_id(&ids);
+    let (events_tx, events_rx) = crossbeam_channel::unbounded();
+    let addrs = listen_addrs(&config.listen_peer_urls).context("--listen-peer-urls")?;
+    let transport = Arc::new(
+        TcpTransport::start(member_id, cluster_id, addrs, events_tx)
+            .context("starting the peer transport")?,
+    );
+    let mut nc = NodeConfig::new(
+        config.name.clone(),
+        &config.data_dir,
+        initial,
+        transport.clone(),
+        events_rx,
+    );
+    nc.cluster_token = config.initial_cluster_token.clone();
+    nc.cluster_state = match config.initial_cluster_state {
+        InitialClusterState::New => ClusterState::New,
+        InitialClusterState::Existing => ClusterState::Existing,
+    };
+    nc.snapshot_count = config.snapshot_count;
+    nc.heartbeat = Duration::from_millis(config.heartbeat_interval);
+    nc.election = Duration::from_millis(config.election_timeout);
+    if config.quota_backend_bytes > 0 {
+        nc.quota_backend_bytes = config.quota_backend_bytes;
+    }
+    nc.engine = match config.backend {
+        BackendKind::Lmdb => EngineKind::Lmdb,
+        BackendKind::Rocks => EngineKind::Rocks,
+    };
+    Ok((nc, transport))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("received SIGTERM"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops ferrocd");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(config: Config) -> Result<()> {
+    let listeners = server::server::bind(&config.listen_client_urls)
+        .await
+        .context("--listen-client-urls")?;
+    let (nc, transport) = node_config(&config)?;
+    let node = tokio::task::spawn_blocking(move || Node::start(nc))
+        .await
+        .context("starting the node")?
+        .context("starting the node")?;
+    tracing::info!(
+        name = %config.name,
+        member_id = %format_args!("{:x}", node.member_id()),
+        cluster_id = %format_args!("{:x}", node.cluster_id()),
+        client_urls = ?config.listen_client_urls,
+        "ferrocd is serving"
+    );
+    let ctx = server::server::context(node.clone(), &config);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let mut rx = stop_rx.clone();
+        let ctx = ctx.clone();
+        servers.spawn(async move {
+            let signal = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            server::server::serve(ctx, listener, signal).await
+        });
+    }
+    let failure = tokio::select! {
+        () = shutdown_signal() => None,
+        Some(res) = servers.join_next() => Some(res),
+    };
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN, async {
+        while let Some(res) = servers.join_next().await {
+            if let Ok(Err(e)) = res {
+                tracing::warn!(error = %e, "client server stopped with an error");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!("closing the client connections still open");
+        servers.shutdown().await;
+    }
+    drop(ctx);
+    tokio::task::spawn_blocking(move || {
+        node.stop();
+        transport.stop();
+    })
+    .await
+    .context("stopping the node")?;
+    tracing::info!("ferrocd stopped");
+    match failure {
+        Some(Ok(Err(e))) => bail!("serving clients failed: {e}"),
+        Some(Err(e)) => bail!("serving clients failed: {e}"),
+        _ => Ok(()),
+    }
+}
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -10,10 +153,19 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = Config::parse();
     config.validate().context("invalid configuration")?;
     tracing::info!(name = %config.name, data_dir = %config.data_dir, backend = ?config.backend, "configuration accepted");
-    // The configuration is complete; serving the etcd v3 API is issue #7's work.
-    bail!("ferrocd cannot serve yet: the etcd v3 gRPC API lands with issue #7 (node: issue #6)")
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ferrocd-grpc")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(config))?;
+    // Threads still blocked on a closed client (watch senders) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    Ok(())
 }

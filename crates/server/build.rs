@@ -1,0 +1,20 @@
+//! Compiles etcd's vendored protos with protox (pure Rust: no system `protoc`) and generates the
+//! prost messages and tonic server and client stubs from the file descriptor set.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = [
+        "proto/etcdserverpb/rpc.proto",
+        "proto/mvccpb/kv.proto",
+        "proto/authpb/auth.proto",
+    ];
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let fds = protox::compile(protos, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .generate_default_stubs(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! The tonic server: etcd's services with etcd's message size limits, on every
+//! `--listen-client-urls` address.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic::transport::server::Router;
+
+use crate::proto::etcdserverpb::cluster_server::ClusterServer;
+use crate::proto::etcdserverpb::kv_server::KvServer;
+use crate::proto::etcdserverpb::lease_server::LeaseServer;
+use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::proto::etcdserverpb::watch_server::WatchServer;
+use crate::services::cluster::ClusterService;
+use crate::services::kv::KvService;
+use crate::services::lease::LeaseService;
+use crate::services::maintenance::MaintenanceService;
+use crate::services::watch::WatchService;
+use crate::services::{Context, Ctx};
+
+/// What etcd's gRPC server accepts beyond `--max-request-bytes` for the message envelope
+/// (etcd's `grpcOverheadBytes`).
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// The router with every service, decoding at most `--max-request-bytes` plus etcd's overhead.
+pub fn router(ctx: &Ctx) -> Router {
+    let max = ctx.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
+    Server::builder()
+        .tcp_nodelay(true)
+        .add_service(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max))
+        .add_service(
+            WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max),
+        )
+        .add_service(
+            LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max),
+        )
+        .add_service(
+            ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max),
+        )
+        .add_service(
+            MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
+                .max_decoding_message_size(max),
+        )
+}
+
+/// `host:port` of a client URL (`http://127.0.0.1:2379`).
+pub fn url_host_port(url: &str) -> io::Result<String> {
+    let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("invalid URL {url:?}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
+    if !matches!(scheme, "http" | "https") {
+        return Err(invalid());
+    }
+    let hp = rest.split('/').next().unwrap_or_default();
+    if hp.rsplit_once(':').is_none() {
+        return Err(invalid());
+    }
+    Ok(hp.to_owned())
+}
+
+/// Binds every URL (a name resolving to several addresses binds its first IPv4 one, as Go's
+/// `net.Listen` does for `localhost`).
+pub async fn bind(urls: &[String]) -> io::Result<Vec<TcpListener>> {
+    let mut out = Vec::with_capacity(urls.len());
+    for url in urls {
+        let hp = url_host_port(url)?;
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&hp).await?.collect();
+        let addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or_else(|| addrs.first())
+            .copied()
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("{hp} resolves to nothing"))
+            })?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {url} ({addr}): {e}"))
+        })?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// Serves the services on `listener` until `shutdown` completes (then stops accepting and lets
+/// open calls finish).
+pub async fn serve(
+    ctx: Ctx,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    router(&ctx)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+/// The shared context for a node and its configuration.
+pub fn context(node: node::Node, config: &crate::Config) -> Ctx {
+    let quota = if config.quota_backend_bytes == 0 {
+        2 * 1024 * 1024 * 1024
+    } else {
+        config.quota_backend_bytes
+    };
+    std::sync::Arc::new(Context {
+        node,
+        name: config.name.clone(),
+        advertise_client_urls: config.advertise_client_urls.clone(),
+        max_txn_ops: config.max_txn_ops as usize,
+        max_request_bytes: config.max_request_bytes as usize,
+        quota_backend_bytes: i64::try_from(quota).unwrap_or(i64::MAX),
+        progress_notify_interval: std::time::Duration::from_secs(600),
+    })
+}

@@ -1,0 +1,166 @@
+//! etcd's `Cluster` service: MemberAdd, MemberRemove, MemberUpdate, MemberList, MemberPromote.
+
+use node::membership::Member;
+use tonic::{Request, Response, Status};
+
+use super::{Context, Ctx, blocking, header};
+use crate::error::{EtcdError, to_status};
+use crate::proto::etcdserverpb as pb;
+use crate::proto::etcdserverpb::cluster_server::Cluster;
+
+/// The Cluster service.
+#[derive(Debug, Clone)]
+pub struct ClusterService {
+    ctx: Ctx,
+}
+
+impl ClusterService {
+    /// A Cluster service over the context's node.
+    pub fn new(ctx: Ctx) -> ClusterService {
+        ClusterService { ctx }
+    }
+}
+
+/// A member as etcd's protobuf; this member's name and client URLs are filled in from the
+/// configuration while the node has not recorded them.
+pub fn member(ctx: &Context, m: Member) -> pb::Member {
+    let mine = m.id == ctx.node.member_id();
+    pb::Member {
+        id: m.id,
+        name: if mine && m.name.is_empty() {
+            ctx.name.clone()
+        } else {
+            m.name
+        },
+        peer_ur_ls: m.peer_urls,
+        client_ur_ls: if mine && m.client_urls.is_empty() {
+            ctx.advertise_client_urls.clone()
+        } else {
+            m.client_urls
+        },
+        is_learner: m.is_learner,
+    }
+}
+
+fn members(ctx: &Context, ms: Vec<Member>) -> Vec<pb::Member> {
+    ms.into_iter().map(|m| member(ctx, m)).collect()
+}
+
+/// etcd's `types.NewURLs`: at least one URL, each `scheme://host:port` with an http(s) or
+/// unix(s) scheme and no path.
+pub fn check_peer_urls(urls: &[String]) -> Result<(), Status> {
+    let valid = |u: &String| {
+        let Some((scheme, rest)) = u.split_once("://") else {
+            return false;
+        };
+        if !matches!(scheme, "http" | "https" | "unix" | "unixs") {
+            return false;
+        }
+        let hostport = rest.strip_suffix('/').unwrap_or(rest);
+        !hostport.contains('/')
+            && hostport
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+    };
+    if urls.is_empty() || !urls.iter().all(valid) {
+        return Err(EtcdError::MemberBadUrls.status());
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn member_add(
+        &self,
+        request: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        let r = request.into_inner();
+        check_peer_urls(&r.peer_ur_ls)?;
+        let resp = self
+            .ctx
+            .node
+            .member_add(r.peer_ur_ls, r.is_learner)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::MemberAddResponse {
+            header: Some(header(resp.header)),
+            member: Some(member(&self.ctx, resp.body.member)),
+            members: members(&self.ctx, resp.body.members),
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        let r = request.into_inner();
+        let resp = self.ctx.node.member_remove(r.id).await.map_err(to_status)?;
+        Ok(Response::new(pb::MemberRemoveResponse {
+            header: Some(header(resp.header)),
+            members: members(&self.ctx, resp.body),
+        }))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        let r = request.into_inner();
+        check_peer_urls(&r.peer_ur_ls)?;
+        let resp = self
+            .ctx
+            .node
+            .member_update(r.id, r.peer_ur_ls)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: Some(header(resp.header)),
+            members: members(&self.ctx, resp.body),
+        }))
+    }
+
+    async fn member_list(
+        &self,
+        _request: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let resp = self.ctx.node.member_list();
+        Ok(Response::new(pb::MemberListResponse {
+            header: Some(header(resp.header)),
+            members: members(&self.ctx, resp.body),
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        let r = request.into_inner();
+        // The node checks the learner's progress synchronously: off the async workers.
+        let node = self.ctx.node.clone();
+        let pending = blocking(move || Ok(node.member_promote(r.id))).await?;
+        let resp = pending.await.map_err(to_status)?;
+        Ok(Response::new(pb::MemberPromoteResponse {
+            header: Some(header(resp.header)),
+            members: members(&self.ctx, resp.body),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_urls_are_checked_like_etcd() {
+        let ok = |u: &[&str]| {
+            check_peer_urls(&u.iter().map(|s| s.to_string()).collect::<Vec<_>>()).is_ok()
+        };
+        assert!(ok(&["http://127.0.0.1:2380"]));
+        assert!(ok(&["https://node1:2380", "http://10.0.0.1:2380/"]));
+        assert!(!ok(&[]));
+        assert!(!ok(&["127.0.0.1:2380"]));
+        assert!(!ok(&["http://127.0.0.1"]));
+        assert!(!ok(&["ftp://h:1"]));
+        assert!(!ok(&["http://h:1/path"]));
+    }
+}

@@ -1,0 +1,72 @@
+//! The gRPC services of etcd's v3 API over a [`node::Node`]: KV, Watch, Lease, Cluster and
+//! Maintenance.
+
+pub mod cluster;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use node::Node;
+use tonic::Status;
+
+use crate::proto::etcdserverpb as pb;
+
+/// The version reported by `Status` (the etcd API version ferrocd speaks).
+pub const API_VERSION: &str = "3.6.0";
+
+/// Everything the services share.
+#[derive(Debug)]
+pub struct Context {
+    /// The replica.
+    pub node: Node,
+    /// This member's name.
+    pub name: String,
+    /// This member's advertised client URLs (filled into the member list while the node has
+    /// none recorded for this member).
+    pub advertise_client_urls: Vec<String>,
+    /// etcd's `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    /// etcd's `--max-request-bytes`.
+    pub max_request_bytes: usize,
+    /// The backend quota reported by `Status`.
+    pub quota_backend_bytes: i64,
+    /// How often watches that asked for progress notifications get one (etcd: 10 minutes).
+    pub progress_notify_interval: Duration,
+}
+
+/// The shared context.
+pub type Ctx = Arc<Context>;
+
+/// A node header as etcd's.
+pub fn header(h: node::ResponseHeader) -> pb::ResponseHeader {
+    pb::ResponseHeader {
+        cluster_id: h.cluster_id,
+        member_id: h.member_id,
+        revision: h.revision,
+        raft_term: h.raft_term,
+    }
+}
+
+/// Runs `f` on tokio's blocking pool (for node calls that do I/O or wait).
+pub async fn blocking<T, F>(f: F) -> Result<T, Status>
+where
+    F: FnOnce() -> Result<T, Status> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("etcdserver: task failed: {e}")))?
+}
+
+/// Refuses a request whose encoding exceeds `--max-request-bytes` (etcd's
+/// `ErrRequestTooLarge`, checked before proposing).
+pub fn check_size(ctx: &Context, msg: &impl prost::Message) -> Result<(), Status> {
+    if msg.encoded_len() > ctx.max_request_bytes {
+        return Err(crate::error::EtcdError::RequestTooLarge.status());
+    }
+    Ok(())
+}

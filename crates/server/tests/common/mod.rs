@@ -1,0 +1,322 @@
+//! Shared by the integration tests: start the real `ferrocd` binary on free ports in a
+//! tempdir, kill it on drop (even on panic), and run Debian's `etcdctl` 3.4 against it. Every
+//! wait is bounded.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where Debian installs etcdctl 3.4.
+pub const ETCDCTL: &str = "/usr/bin/etcdctl";
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// One member's ports and name.
+#[derive(Clone, Debug)]
+pub struct MemberSpec {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+}
+
+impl MemberSpec {
+    pub fn new(name: &str) -> MemberSpec {
+        MemberSpec {
+            name: name.to_owned(),
+            client_port: free_port(),
+            peer_port: free_port(),
+        }
+    }
+
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+}
+
+/// A running `ferrocd`, killed when dropped.
+pub struct Ferrocd {
+    pub spec: MemberSpec,
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Ferrocd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking()
+            && let Ok(log) = std::fs::read_to_string(&self.log)
+        {
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- ferrocd {} log (last lines) ---", self.spec.name);
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+fn spawn(spec: &MemberSpec, data_dir: &Path, initial_cluster: &str, extra: &[&str]) -> Child {
+    let log = data_dir.with_extension("log");
+    let out = std::fs::File::create(&log).expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_ferrocd"))
+        .args(["--name", &spec.name])
+        .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
+        .args(["--listen-client-urls", &spec.client_url()])
+        .args(["--advertise-client-urls", &spec.client_url()])
+        .args(["--listen-peer-urls", &spec.peer_url()])
+        .args(["--initial-advertise-peer-urls", &spec.peer_url()])
+        .args(["--initial-cluster", initial_cluster])
+        .args(["--initial-cluster-token", "test-cluster"])
+        .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(out)
+        .spawn()
+        .expect("spawning ferrocd")
+}
+
+impl Ferrocd {
+    /// A single-member cluster with `extra` flags, ready (it has a leader) when this returns.
+    pub fn start_with(extra: &[&str]) -> Ferrocd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = MemberSpec::new("default");
+        let data_dir = dir.path().join("data");
+        let initial = format!("default={}", spec.peer_url());
+        let child = spawn(&spec, &data_dir, &initial, extra);
+        let mut f = Ferrocd {
+            log: data_dir.with_extension("log"),
+            spec,
+            child: Some(child),
+            data_dir,
+            _dir: Some(dir),
+        };
+        f.wait_ready(Duration::from_secs(30));
+        f
+    }
+
+    /// A single-member cluster with default flags.
+    pub fn start() -> Ferrocd {
+        Ferrocd::start_with(&[])
+    }
+
+    /// Member `spec` of the cluster `initial` (not waited for).
+    pub fn start_member(spec: MemberSpec, initial: &str, dir: &Path) -> Ferrocd {
+        let data_dir = dir.join(&spec.name);
+        let child = spawn(&spec, &data_dir, initial, &[]);
+        Ferrocd {
+            log: data_dir.with_extension("log"),
+            spec,
+            child: Some(child),
+            data_dir,
+            _dir: None,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.spec.endpoint()
+    }
+
+    /// Waits until the client port accepts and a linearizable read succeeds.
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = &mut self.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("ferrocd {} exited early: {status}", self.spec.name);
+            }
+            if TcpStream::connect(("127.0.0.1", self.spec.client_port)).is_ok() {
+                let out = etcdctl_timeout(&self.endpoint(), &["get", "ready-probe"], "2s");
+                if out.status.success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferrocd {} not ready within {timeout:?}",
+                self.spec.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running")
+    }
+
+    /// Runs etcdctl against this member.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        etcdctl(&self.endpoint(), args)
+    }
+
+    /// Runs etcdctl and returns its stdout, asserting success.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// Runs etcdctl expecting failure, and returns its stderr.
+    pub fn err(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            !out.status.success(),
+            "etcdctl {args:?} unexpectedly succeeded"
+        );
+        String::from_utf8(out.stderr).expect("utf-8 output")
+    }
+
+    /// Runs etcdctl with `stdin` (e.g. `txn`), asserting success.
+    pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let mut child = Command::new(ETCDCTL)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint()))
+            .arg("--command-timeout=10s")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning etcdctl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("writing stdin");
+        let out = wait_output(child, Duration::from_secs(20));
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// The client URL for the `etcd-client` crate.
+    pub fn client_url(&self) -> String {
+        self.spec.client_url()
+    }
+}
+
+/// Waits for `child` at most `timeout` (then kills it) and collects its output.
+pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                break;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("waiting for a child: {e}"),
+        }
+    }
+    child.wait_with_output().expect("child output")
+}
+
+pub fn etcdctl_timeout(endpoint: &str, args: &[&str], command_timeout: &str) -> Output {
+    let child = Command::new(ETCDCTL)
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg(format!("--command-timeout={command_timeout}"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning etcdctl");
+    wait_output(child, Duration::from_secs(30))
+}
+
+/// Runs etcdctl 3.4 (API v3) against `endpoint`, bounded.
+pub fn etcdctl(endpoint: &str, args: &[&str]) -> Output {
+    etcdctl_timeout(endpoint, args, "10s")
+}
+
+/// A background etcdctl (e.g. `watch`) whose output is collected after `run_for`.
+pub struct Background {
+    child: Option<Child>,
+}
+
+impl Background {
+    pub fn start(endpoint: &str, args: &[&str]) -> Background {
+        let child = Command::new(ETCDCTL)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoint}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning etcdctl");
+        Background { child: Some(child) }
+    }
+
+    /// Stops the command and returns what it printed.
+    pub fn finish(mut self) -> Output {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        wait_output(child, Duration::from_secs(10))
+    }
+
+    /// Waits (bounded) for the command to exit by itself.
+    pub fn wait(mut self, timeout: Duration) -> Output {
+        wait_output(self.child.take().expect("running"), timeout)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, at most `timeout`.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -156,14 +156,35 @@ impl Unstable {
         let Some(first) = ents.first() else {
             return;
         };
-        let from = first.index;
+        self.truncate_from(first.index);
+        self.entries.extend_from_slice(ents);
+    }
+
+    /// Like [`truncate_and_append`](Self::truncate_and_append), but moves the owned `ents` in
+    /// instead of copying them.
+    pub fn truncate_and_append_owned(&mut self, mut ents: Vec<Entry>) {
+        let Some(first) = ents.first() else {
+            return;
+        };
+        self.truncate_from(first.index);
+        if self.entries.is_empty() && self.entries.capacity() < ents.len() {
+            // Take over the incoming buffer rather than growing ours.
+            self.entries = ents;
+        } else {
+            self.entries.append(&mut ents);
+        }
+    }
+
+    /// Makes index `from` the next to append at: drops the entries at and after it (or all of
+    /// them, moving the offset, if `from` is at or before the offset).
+    fn truncate_from(&mut self, from: u64) {
         if from == self.offset + self.entries.len() as u64 {
-            self.entries.extend_from_slice(ents);
+            // Directly after the last entry: nothing to truncate.
         } else if from <= self.offset {
             self.logger.info(format_args!(
                 "replace the unstable entries from index {from}"
             ));
-            self.entries = ents.to_vec();
+            self.entries.clear();
             self.offset = from;
             self.offset_in_progress = self.offset;
         } else {
@@ -172,7 +193,6 @@ impl Unstable {
             ));
             self.must_check_out_of_bounds(self.offset, from);
             self.entries.truncate((from - self.offset) as usize);
-            self.entries.extend_from_slice(ents);
             self.offset_in_progress = self.offset_in_progress.min(from);
         }
     }
@@ -294,6 +314,29 @@ mod tests {
         u.truncate_and_append(&[ent(6, 2)]);
         assert_eq!(u.entries, vec![ent(5, 1), ent(6, 2)]);
         assert_eq!(u.slice(5, 7), &[ent(5, 1), ent(6, 2)]);
+    }
+
+    #[test]
+    fn truncate_and_append_owned_matches_borrowed() {
+        type Case = (Vec<Entry>, Vec<Entry>);
+        let cases: Vec<Case> = vec![
+            (vec![], vec![ent(5, 1), ent(6, 1)]),
+            (vec![ent(5, 1)], vec![ent(6, 1), ent(7, 1)]),
+            (vec![ent(5, 1)], vec![ent(4, 2), ent(5, 2)]),
+            (vec![ent(5, 1), ent(6, 1), ent(7, 1)], vec![ent(6, 2)]),
+            (vec![ent(5, 1)], vec![]),
+        ];
+        for (have, add) in cases {
+            let mut a = unstable(have.clone(), 5, None);
+            a.offset_in_progress = 5 + have.len() as u64;
+            let mut b = a.clone();
+            a.truncate_and_append(&add);
+            b.truncate_and_append_owned(add);
+            assert_eq!(
+                (a.entries, a.offset, a.offset_in_progress),
+                (b.entries, b.offset, b.offset_in_progress)
+            );
+        }
     }
 
     #[test]

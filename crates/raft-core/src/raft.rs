@@ -490,17 +490,21 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn peer_ids(&self) -> Vec<u64> {
-        self.trk
-            .progress
-            .ids()
-            .filter(|&id| id != self.id)
-            .collect()
+    /// The tracked peer (other than this node) with the smallest id above `after`: walks the
+    /// peers in ascending id order without collecting their ids, while the caller sends.
+    fn next_peer_after(&self, after: u64) -> Option<u64> {
+        let next = self.trk.progress.next_id_after(after)?;
+        if next == self.id {
+            return self.trk.progress.next_id_after(next);
+        }
+        Some(next)
     }
 
     /// Sends appends to every peer that is not up to date.
     fn bcast_append(&mut self) {
-        for id in self.peer_ids() {
+        let mut id = NONE;
+        while let Some(next) = self.next_peer_after(id) {
+            id = next;
             self.send_append(id);
         }
     }
@@ -513,7 +517,9 @@ impl<S: Storage> Raft<S> {
     }
 
     fn bcast_heartbeat_with_ctx(&mut self, ctx: &[u8]) {
-        for id in self.peer_ids() {
+        let mut id = NONE;
+        while let Some(next) = self.next_peer_after(id) {
+            id = next;
             self.send_heartbeat(id, ctx.to_vec());
         }
     }
@@ -599,7 +605,7 @@ impl<S: Storage> Raft<S> {
             );
             return false;
         }
-        let li = self.raft_log.append(&es);
+        let li = self.raft_log.append_owned(es);
         // The leader acknowledges its own entries once they are persisted.
         let mut m = Message::new(MessageType::MsgAppResp, NONE, self.id);
         m.index = li;
@@ -1375,7 +1381,7 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::MsgApp => {
                 self.become_follower(m.term, m.from);
-                self.handle_append_entries(&m);
+                self.handle_append_entries(m);
             }
             MessageType::MsgHeartbeat => {
                 self.become_follower(m.term, m.from);
@@ -1449,7 +1455,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgApp => {
                 self.election_elapsed = 0;
                 self.lead = m.from;
-                self.handle_append_entries(&m);
+                self.handle_append_entries(m);
             }
             MessageType::MsgHeartbeat => {
                 self.election_elapsed = 0;
@@ -1531,17 +1537,19 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
-    fn handle_append_entries(&mut self, m: &Message) {
+    fn handle_append_entries(&mut self, mut m: Message) {
         if m.index < self.raft_log.committed {
             let mut resp = Message::new(MessageType::MsgAppResp, NONE, m.from);
             resp.index = self.raft_log.committed;
             self.send(resp);
             return;
         }
-        if let Some(last_new) = self
-            .raft_log
-            .maybe_append(m.index, m.log_term, m.commit, &m.entries)
-        {
+        if let Some(last_new) = self.raft_log.maybe_append_owned(
+            m.index,
+            m.log_term,
+            m.commit,
+            std::mem::take(&mut m.entries),
+        ) {
             let mut resp = Message::new(MessageType::MsgAppResp, NONE, m.from);
             resp.index = last_new;
             self.send(resp);
@@ -1720,7 +1728,9 @@ impl<S: Storage> Raft<S> {
             self.bcast_append();
         } else {
             // Probe new members right away.
-            for id in self.peer_ids() {
+            let mut id = NONE;
+            while let Some(next) = self.next_peer_after(id) {
+                id = next;
                 self.maybe_send_append(id, false);
             }
         }
@@ -1801,7 +1811,7 @@ impl<S: Storage> Raft<S> {
         true
     }
 
-    fn reduce_uncommitted_size(&mut self, s: u64) {
+    pub(crate) fn reduce_uncommitted_size(&mut self, s: u64) {
         self.uncommitted_size = self.uncommitted_size.saturating_sub(s);
     }
 

@@ -87,30 +87,63 @@ impl<S: Storage> RaftLog<S> {
         committed: u64,
         entries: &[Entry],
     ) -> Option<u64> {
-        if !self.match_term(prev_index, prev_term) {
-            return None;
-        }
         let last_new = prev_index + entries.len() as u64;
-        let ci = self.find_conflict(entries);
-        if ci != 0 {
-            if ci <= self.committed {
-                self.logger.fatal(format_args!(
-                    "entry {ci} conflict with committed entry [committed({})]",
-                    self.committed
-                ));
-            }
-            let offset = prev_index + 1;
-            if ci - offset > entries.len() as u64 {
-                self.logger.fatal(format_args!(
-                    "index, {}, is out of range [{}]",
-                    ci - offset,
-                    entries.len()
-                ));
-            }
-            self.append(&entries[(ci - offset) as usize..]);
+        if let Some(k) = self.append_start(prev_index, prev_term, entries)? {
+            self.append(&entries[k..]);
         }
         self.commit_to(committed.min(last_new));
         Some(last_new)
+    }
+
+    /// Like [`maybe_append`](Self::maybe_append), but moves the owned `entries` into the log
+    /// instead of copying them.
+    pub fn maybe_append_owned(
+        &mut self,
+        prev_index: u64,
+        prev_term: u64,
+        committed: u64,
+        mut entries: Vec<Entry>,
+    ) -> Option<u64> {
+        let last_new = prev_index + entries.len() as u64;
+        if let Some(k) = self.append_start(prev_index, prev_term, &entries)? {
+            entries.drain(..k);
+            self.append_owned(entries);
+        }
+        self.commit_to(committed.min(last_new));
+        Some(last_new)
+    }
+
+    /// The matching and conflict check of [`maybe_append`](Self::maybe_append): `None` if the
+    /// log does not match at `(prev_index, prev_term)`, else the position in `entries` of the
+    /// first one to append (`Some(None)`: the log already holds them all).
+    fn append_start(
+        &self,
+        prev_index: u64,
+        prev_term: u64,
+        entries: &[Entry],
+    ) -> Option<Option<usize>> {
+        if !self.match_term(prev_index, prev_term) {
+            return None;
+        }
+        let ci = self.find_conflict(entries);
+        if ci == 0 {
+            return Some(None);
+        }
+        if ci <= self.committed {
+            self.logger.fatal(format_args!(
+                "entry {ci} conflict with committed entry [committed({})]",
+                self.committed
+            ));
+        }
+        let offset = prev_index + 1;
+        if ci - offset > entries.len() as u64 {
+            self.logger.fatal(format_args!(
+                "index, {}, is out of range [{}]",
+                ci - offset,
+                entries.len()
+            ));
+        }
+        Some(Some((ci - offset) as usize))
     }
 
     /// Appends `entries` (truncating what they overwrite) and returns the new last index.
@@ -118,15 +151,29 @@ impl<S: Storage> RaftLog<S> {
         let Some(first) = entries.first() else {
             return self.last_index();
         };
-        let after = first.index - 1;
+        self.check_append_after(first.index - 1);
+        self.unstable.truncate_and_append(entries);
+        self.last_index()
+    }
+
+    /// Like [`append`](Self::append), but moves the owned `entries` into the log instead of
+    /// copying them.
+    pub fn append_owned(&mut self, entries: Vec<Entry>) -> u64 {
+        let Some(first) = entries.first() else {
+            return self.last_index();
+        };
+        self.check_append_after(first.index - 1);
+        self.unstable.truncate_and_append_owned(entries);
+        self.last_index()
+    }
+
+    fn check_append_after(&self, after: u64) {
         if after < self.committed {
             self.logger.fatal(format_args!(
                 "after({after}) is out of range [committed({})]",
                 self.committed
             ));
         }
-        self.unstable.truncate_and_append(entries);
-        self.last_index()
     }
 
     /// The index of the first entry of `entries` that is new or conflicts with the log, or 0 if
@@ -466,7 +513,28 @@ impl<S: Storage> RaftLog<S> {
             ents = stored;
         }
         if hi > offset {
-            ents.extend_from_slice(self.unstable.slice(lo.max(offset), hi));
+            // Size-limit the borrowed unstable entries before copying them: the limit applies to
+            // the stable entries and the unstable ones together (keeping at least one entry).
+            let unstable = self.unstable.slice(lo.max(offset), hi);
+            let mut size = 0u64;
+            for (i, e) in ents.iter().enumerate() {
+                size = size.saturating_add(e.encoded_size());
+                if i > 0 && size > max_size {
+                    ents.truncate(i);
+                    return Ok(ents);
+                }
+            }
+            let mut take = unstable.len();
+            for (i, e) in unstable.iter().enumerate() {
+                size = size.saturating_add(e.encoded_size());
+                if (i > 0 || !ents.is_empty()) && size > max_size {
+                    take = i;
+                    break;
+                }
+            }
+            ents.reserve_exact(take);
+            ents.extend_from_slice(&unstable[..take]);
+            return Ok(ents);
         }
         let n = limit_size(&ents, max_size).len();
         ents.truncate(n);
@@ -650,6 +718,64 @@ mod tests {
         assert!(l.next_committed_ents(true).is_empty());
         l.applied_to(1, size);
         assert_eq!(l.next_committed_ents(true).len(), 1);
+    }
+
+    /// The size limit applies to the stable and unstable entries together, as `limit_size`
+    /// over the whole range does.
+    #[test]
+    fn slice_limits_across_stable_and_unstable() {
+        let sized = |i: u64| Entry::new(1, i, EntryType::Normal, vec![0; (i as usize * 7) % 23]);
+        let all: Vec<Entry> = (1..=8).map(sized).collect();
+        let mut l = log_with(&all[..4]);
+        l.append_owned(all[4..].to_vec());
+        let total: u64 = all.iter().map(Entry::encoded_size).sum();
+        for lo in 1..=8u64 {
+            for hi in lo..=9u64 {
+                for max_size in (0..=total + 1).chain([NO_LIMIT]) {
+                    let want = limit_size(&all[(lo - 1) as usize..(hi - 1) as usize], max_size);
+                    assert_eq!(
+                        l.slice(lo, hi, max_size).unwrap(),
+                        want,
+                        "[{lo},{hi}) {max_size}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn maybe_append_owned_matches_borrowed() {
+        // (prev_index, prev_term, committed, entries) against a log of terms 1, 2, 3.
+        let cases: Vec<(u64, u64, u64, Vec<Entry>)> = vec![
+            (3, 3, 3, ents(&[(4, 3), (5, 3)])),
+            (1, 1, 2, ents(&[(2, 2), (3, 4), (4, 4)])),
+            (2, 2, 3, ents(&[(3, 3)])),
+            (2, 2, 3, vec![]),
+            (3, 2, 3, ents(&[(4, 4)])),
+        ];
+        for (pi, pt, c, es) in cases {
+            let mut a = log_with(&ents(&[(1, 1), (2, 2)]));
+            a.append(&ents(&[(3, 3)]));
+            let mut b = log_with(&ents(&[(1, 1), (2, 2)]));
+            b.append_owned(ents(&[(3, 3)]));
+            assert_eq!(
+                a.maybe_append(pi, pt, c, &es),
+                b.maybe_append_owned(pi, pt, c, es)
+            );
+            assert_eq!(a.all_entries(), b.all_entries());
+            assert_eq!(
+                (
+                    a.committed,
+                    a.unstable.offset,
+                    a.unstable.offset_in_progress
+                ),
+                (
+                    b.committed,
+                    b.unstable.offset,
+                    b.unstable.offset_in_progress
+                )
+            );
+        }
     }
 
     #[test]

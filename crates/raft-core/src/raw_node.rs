@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::logger::{SharedLogger, default_logger};
 use crate::raft::{
     LOCAL_APPEND_THREAD, LOCAL_APPLY_THREAD, NONE, Raft, RaftError, SoftState, conf_change_to_msg,
-    ents_size, is_local_msg_target,
+    ents_size, is_local_msg_target, payloads_size,
 };
 use crate::raftpb::{
     AnyConfChange, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
@@ -59,6 +59,10 @@ pub struct RawNode<S: Storage> {
     prev_soft_state: SoftState,
     prev_hard_state: HardState,
     steps_on_advance: Vec<Message>,
+    /// What the `MsgStorageApplyResp` that etcd steps last on advance would carry (with
+    /// synchronous storage writes): the last index, encoded size and payload size of the
+    /// committed entries handed out. Kept as figures instead of a copy of the entries.
+    applied_on_advance: Option<(u64, u64, u64)>,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -82,6 +86,7 @@ impl<S: Storage> RawNode<S> {
             prev_soft_state,
             prev_hard_state,
             steps_on_advance: Vec::new(),
+            applied_on_advance: None,
         })
     }
 
@@ -153,7 +158,10 @@ impl<S: Storage> RawNode<S> {
     /// The outstanding work, which the application must handle (and, with synchronous storage
     /// writes, hand back with [`advance`](Self::advance)).
     pub fn ready(&mut self) -> Ready {
-        let rd = self.ready_without_accept();
+        // The pending messages are moved into the Ready rather than copied: accepting it
+        // would clear them anyway.
+        let msgs = std::mem::take(&mut self.raft.msgs);
+        let rd = self.ready_without_accept(msgs);
         self.accept_ready(&rd);
         rd
     }
@@ -162,14 +170,16 @@ impl<S: Storage> RawNode<S> {
         !self.async_storage_writes
     }
 
-    fn ready_without_accept(&self) -> Ready {
+    /// The Ready for the current state, whose `messages` start with `msgs` (the pending
+    /// messages, taken out of the state machine).
+    fn ready_without_accept(&self, msgs: Vec<Message>) -> Ready {
         let r = &self.raft;
         let mut rd = Ready {
             entries: r.raft_log.next_unstable_ents().to_vec(),
             committed_entries: r
                 .raft_log
                 .next_committed_ents(self.apply_unstable_entries()),
-            messages: r.msgs.clone(),
+            messages: msgs,
             ..Ready::default()
         };
         let ss = r.soft_state();
@@ -282,26 +292,21 @@ impl<S: Storage> RawNode<S> {
             self.raft.read_states.clear();
         }
         if !self.async_storage_writes {
-            if !self.steps_on_advance.is_empty() {
+            if !self.steps_on_advance.is_empty() || self.applied_on_advance.is_some() {
                 self.raft.logger().fatal(format_args!(
                     "two accepted Ready structs without call to Advance"
                 ));
             }
             let id = self.raft.id;
-            let own: Vec<Message> = self
-                .raft
-                .msgs_after_append
-                .iter()
-                .filter(|m| m.to == id)
-                .cloned()
-                .collect();
-            self.steps_on_advance.extend(own);
+            self.steps_on_advance.extend(
+                self.raft
+                    .msgs_after_append
+                    .iter()
+                    .filter(|m| m.to == id)
+                    .cloned(),
+            );
             if self.need_storage_append_resp_msg(rd) {
                 let m = self.new_storage_append_resp_msg(rd);
-                self.steps_on_advance.push(m);
-            }
-            if !rd.committed_entries.is_empty() {
-                let m = self.new_storage_apply_resp_msg(rd.committed_entries.clone());
                 self.steps_on_advance.push(m);
             }
         }
@@ -309,12 +314,16 @@ impl<S: Storage> RawNode<S> {
         self.raft.msgs_after_append.clear();
         self.raft.raft_log.accept_unstable();
         if let Some(last) = rd.committed_entries.last() {
+            let size = ents_size(&rd.committed_entries);
+            if !self.async_storage_writes {
+                // Stepping the apply acknowledgement on advance amounts to these figures.
+                self.applied_on_advance =
+                    Some((last.index, size, payloads_size(&rd.committed_entries)));
+            }
             let allow_unstable = self.apply_unstable_entries();
-            self.raft.raft_log.accept_applying(
-                last.index,
-                ents_size(&rd.committed_entries),
-                allow_unstable,
-            );
+            self.raft
+                .raft_log
+                .accept_applying(last.index, size, allow_unstable);
         }
     }
 
@@ -348,8 +357,16 @@ impl<S: Storage> RawNode<S> {
                 "Advance must not be called when using AsyncStorageWrites"
             ));
         }
-        for m in std::mem::take(&mut self.steps_on_advance) {
+        // Drained in place, so that the buffer keeps its capacity for the next Ready.
+        let mut steps = std::mem::take(&mut self.steps_on_advance);
+        for m in steps.drain(..) {
             let _ = self.raft.step(m);
+        }
+        self.steps_on_advance = steps;
+        // Last, as etcd steps the MsgStorageApplyResp last: what stepping it would do.
+        if let Some((index, size, payload)) = self.applied_on_advance.take() {
+            self.raft.applied_to(index, size);
+            self.raft.reduce_uncommitted_size(payload);
         }
     }
 

@@ -72,11 +72,18 @@ impl MajorityConfig {
         if n == 0 {
             return Index::INFINITY;
         }
-        let mut indexes: Vec<u64> = self
-            .voters
-            .iter()
-            .map(|&id| acked.acked_index(id).map_or(0, |idx| idx.0))
-            .collect();
+        // As etcd: a stack buffer for small configurations, the heap only beyond 7 voters.
+        let mut stk = [0u64; 7];
+        let mut heap = Vec::new();
+        let indexes: &mut [u64] = if n <= stk.len() {
+            &mut stk[..n]
+        } else {
+            heap.resize(n, 0);
+            &mut heap
+        };
+        for (slot, &id) in indexes.iter_mut().zip(&self.voters) {
+            *slot = acked.acked_index(id).map_or(0, |idx| idx.0);
+        }
         indexes.sort_unstable();
         // From the top of the sorted acks, go down `quorum` entries: that index (and all below)
         // is held by at least a quorum of voters.

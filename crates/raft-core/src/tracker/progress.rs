@@ -286,6 +286,15 @@ impl ProgressMap {
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.progress.keys().copied()
     }
+
+    /// The smallest tracked node id above `after`.
+    pub(crate) fn next_id_after(&self, after: u64) -> Option<u64> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.progress
+            .range((Excluded(after), Unbounded))
+            .next()
+            .map(|(&id, _)| id)
+    }
 }
 
 impl AckedIndexer for ProgressMap {

@@ -56,6 +56,9 @@ pub enum ClusterState {
 pub struct NodeConfig {
     /// This member's name: its entry in `initial_cluster`.
     pub name: String,
+    /// The URLs clients reach this member at (etcd's `--advertise-client-urls`): published
+    /// with the name through raft once the node runs, so every member lists them.
+    pub client_urls: Vec<String>,
     /// The data directory (`member/wal`, `member/snap`, `member/backend`).
     pub data_dir: PathBuf,
     /// Every member's name and peer URLs.
@@ -100,6 +103,7 @@ impl NodeConfig {
     ) -> NodeConfig {
         NodeConfig {
             name: name.into(),
+            client_urls: Vec::new(),
             data_dir: data_dir.into(),
             initial_cluster,
             cluster_token: "etcd-cluster".into(),
@@ -212,6 +216,8 @@ pub(crate) struct Shared {
     pub(crate) is_learner: AtomicBool,
     next_id: AtomicU64,
     stopped: AtomicBool,
+    /// Whether this member's attributes were published (etcd's `ReadyNotify`).
+    published: AtomicBool,
 }
 
 impl Shared {
@@ -358,6 +364,7 @@ impl Node {
     pub fn start(config: NodeConfig) -> Result<Node, StartError> {
         let NodeConfig {
             name,
+            client_urls,
             data_dir,
             initial_cluster,
             cluster_token,
@@ -575,6 +582,7 @@ impl Node {
                 ((member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8),
             ),
             stopped: AtomicBool::new(false),
+            published: AtomicBool::new(false),
         });
 
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -618,6 +626,13 @@ impl Node {
             applied_term: snap_meta.term,
             snapshot_soon: false,
         };
+        let publisher = Publisher {
+            shared: Arc::clone(&shared),
+            commands: cmd_tx.clone(),
+            stop: stop_rx.clone(),
+            name,
+            client_urls,
+        };
         let read_loop = ReadLoop {
             shared: Arc::clone(&shared),
             jobs: read_rx,
@@ -629,6 +644,7 @@ impl Node {
             spawn("raft", Box::new(move || raft_loop.run()))?,
             spawn("apply", Box::new(move || applier.run()))?,
             spawn("reads", Box::new(move || read_loop.run()))?,
+            spawn("publish", Box::new(move || publisher.run()))?,
         ];
         tracing::info!(member = format_args!("{member_id:x}"), "node started");
         Ok(Node {
@@ -676,6 +692,12 @@ impl Node {
         }
     }
 
+    /// Whether this member has published its name and client URLs through raft since it
+    /// started (etcd's `ReadyNotify`: etcd serves clients only from then on).
+    pub fn published(&self) -> bool {
+        self.shared().published.load(Ordering::Acquire)
+    }
+
     /// This member's id.
     pub fn member_id(&self) -> u64 {
         self.shared().member_id
@@ -707,8 +729,15 @@ impl Node {
         self.shared().store()
     }
 
-    fn header(&self, revision: i64) -> ResponseHeader {
+    fn header_at(&self, revision: i64) -> ResponseHeader {
         self.shared().header(revision)
+    }
+
+    /// The header of a response produced now: cluster and member ids, the store's current
+    /// revision and the raft term (cheap: clones nothing).
+    pub fn header(&self) -> ResponseHeader {
+        let shared = self.shared();
+        shared.header(shared.store().rev())
     }
 
     fn send(&self, cmd: Command, id: u64) {
@@ -922,7 +951,7 @@ impl Node {
         }
         let ttl = shared.lessor.lock().renew(id, Instant::now())?;
         Ok(Response {
-            header: self.header(shared.store().rev()),
+            header: self.header(),
             body: ttl,
         })
     }
@@ -939,7 +968,7 @@ impl Node {
             .lock()
             .time_to_live(id, keys, Instant::now())?;
         Ok(Response {
-            header: self.header(shared.store().rev()),
+            header: self.header(),
             body: ttl,
         })
     }
@@ -949,7 +978,7 @@ impl Node {
         let shared = self.shared();
         let ids = shared.lessor.lock().leases().map(|l| l.id()).collect();
         Response {
-            header: self.header(shared.store().rev()),
+            header: self.header(),
             body: ids,
         }
     }
@@ -1105,7 +1134,7 @@ impl Node {
         let shared = self.shared();
         let members = shared.cluster.read().members.values().cloned().collect();
         Response {
-            header: self.header(shared.store().rev()),
+            header: self.header(),
             body: members,
         }
     }
@@ -1116,7 +1145,7 @@ impl Node {
         let store = shared.store();
         let backend = store.backend();
         Ok(NodeStatus {
-            header: self.header(store.rev()),
+            header: self.header_at(store.rev()),
             leader: self.leader(),
             raft_index: shared.last_index.load(Ordering::Acquire),
             raft_term: shared.term.load(Ordering::Acquire),
@@ -1221,4 +1250,100 @@ fn futures_map<T, U>(
     f: impl FnOnce(Result<T, NodeError>) -> Result<U, NodeError>,
 ) -> Result<U, NodeError> {
     f(pending.wait(Duration::from_secs(3600)))
+}
+
+/// The first pause between attempts to publish the member's attributes.
+const PUBLISH_BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// How often a retry waiting for a leader looks for one.
+const PUBLISH_POLL: Duration = Duration::from_millis(10);
+/// The longest pause between attempts.
+const PUBLISH_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// etcd's `publishV3`: proposes this member's name and client URLs through raft, retrying
+/// (with backoff) until they are applied or the node stops. Runs on its own thread, so start-up
+/// does not wait for it.
+struct Publisher {
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    stop: Receiver<()>,
+    name: String,
+    client_urls: Vec<String>,
+}
+
+impl Publisher {
+    fn run(self) {
+        let member = format!("{:x}", self.shared.member_id);
+        let mut backoff = PUBLISH_BACKOFF_MIN;
+        loop {
+            if self.shared.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            match self.attempt() {
+                Ok(()) => {
+                    self.shared.published.store(true, Ordering::Release);
+                    tracing::info!(
+                        member = %member,
+                        name = %self.name,
+                        client_urls = ?self.client_urls,
+                        "published the member's attributes to the cluster"
+                    );
+                    return;
+                }
+                Err(NodeError::Stopped) => return,
+                Err(e) => {
+                    tracing::debug!(member = %member, error = %e, "publishing the member's attributes failed; retrying");
+                }
+            }
+            // Retry after the backoff, or as soon as a leader appears if there was none.
+            let until = Instant::now() + backoff;
+            let had_leader = self.shared.lead.load(Ordering::Acquire) != 0;
+            while Instant::now() < until {
+                crossbeam_channel::select! {
+                    recv(self.stop) -> _ => return,
+                    default(PUBLISH_POLL) => {}
+                }
+                if !had_leader && self.shared.lead.load(Ordering::Acquire) != 0 {
+                    break;
+                }
+            }
+            backoff = (backoff * 2).min(PUBLISH_BACKOFF_MAX);
+        }
+    }
+
+    /// One proposal, waited for until applied, failed, timed out or the node stops.
+    fn attempt(&self) -> Result<(), NodeError> {
+        let shared = &self.shared;
+        let id = shared.next_id();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        shared.register(
+            id,
+            Box::new(move |result: Result<Applied, NodeError>| {
+                let _ = tx.send(result.map(|_| ()));
+            }),
+        );
+        let data = Envelope {
+            id,
+            request: Request::MemberAttributes {
+                member_id: shared.member_id,
+                name: self.name.clone(),
+                client_urls: self.client_urls.clone(),
+            },
+        }
+        .encode();
+        match self.commands.try_send(Command::Propose { data, id }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => shared.fail_waiter(id, NodeError::TooManyRequests),
+            Err(TrySendError::Disconnected(_)) => shared.fail_waiter(id, NodeError::Stopped),
+        }
+        // The raft loop expires a lost proposal after the request timeout; wait a little longer.
+        let limit = shared.tuning.request_timeout + Duration::from_secs(1);
+        crossbeam_channel::select! {
+            recv(rx) -> result => result.unwrap_or(Err(NodeError::Stopped)),
+            recv(self.stop) -> _ => Err(NodeError::Stopped),
+            default(limit) => {
+                shared.fail_waiter(id, NodeError::Timeout);
+                Err(NodeError::Timeout)
+            }
+        }
+    }
 }

@@ -24,6 +24,43 @@ fn leader_elected_and_writes_replicate() {
 }
 
 #[test]
+fn every_member_lists_every_members_published_attributes() {
+    let c = TestCluster::new(3, 10_000);
+    c.wait_leader();
+    let mut expected: Vec<(u64, String, Vec<String>)> = (0..3)
+        .map(|i| (c.id(i), c.members[i].0.clone(), vec![c.client_url(i)]))
+        .collect();
+    expected.sort();
+    for i in 0..3 {
+        let listed = || {
+            let mut got: Vec<(u64, String, Vec<String>)> = c
+                .node(i)
+                .member_list()
+                .body
+                .into_iter()
+                .map(|m| (m.id, m.name, m.client_urls))
+                .collect();
+            got.sort();
+            got
+        };
+        assert!(
+            eventually(WAIT, || listed() == expected),
+            "node {i} lists {:?}",
+            listed()
+        );
+        assert!(
+            eventually(WAIT, || c.node(i).published()),
+            "node {i} never published"
+        );
+        let h = c.node(i).header();
+        assert_eq!(h.member_id, c.id(i));
+        assert_eq!(h.cluster_id, c.node(i).cluster_id());
+        assert!(h.raft_term >= 1);
+        assert_eq!(h.revision, c.node(i).member_list().header.revision);
+    }
+}
+
+#[test]
 fn linearizable_read_after_write_on_a_follower() {
     let c = TestCluster::new(3, 10_000);
     let l = c.wait_leader();

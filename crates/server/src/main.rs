@@ -13,6 +13,8 @@ use node::{ClusterState, Node, NodeConfig};
 use server::config::BackendKind;
 use server::{Config, InitialClusterState};
 
+/// How often start-up looks whether the member's attributes are published yet.
+const READY_POLL: Duration = Duration::from_millis(20);
 /// How long open calls (watch streams, keep-alives) may take to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(2);
 
@@ -45,6 +47,7 @@ fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
         transport.clone(),
         events_rx,
     );
+    nc.client_urls = config.advertise_client_urls.clone();
     nc.cluster_token = config.initial_cluster_token.clone();
     nc.cluster_state = match config.initial_cluster_state {
         InitialClusterState::New => ClusterState::New,
@@ -99,13 +102,25 @@ async fn run(config: Config) -> Result<()> {
         name = %config.name,
         member_id = %format_args!("{:x}", node.member_id()),
         cluster_id = %format_args!("{:x}", node.cluster_id()),
-        client_urls = ?config.listen_client_urls,
-        "ferrocd is serving"
+        "node started; publishing the member's attributes"
     );
+    // Like etcd, serve clients once this member's attributes are published to the cluster.
+    let published = async {
+        while !node.published() {
+            tokio::time::sleep(READY_POLL).await;
+        }
+    };
+    let interrupted = tokio::select! {
+        () = published => false,
+        () = shutdown_signal() => true,
+    };
+    if !interrupted {
+        tracing::info!(client_urls = ?config.listen_client_urls, "ferrocd is serving");
+    }
     let ctx = server::server::context(node.clone(), &config);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    for listener in listeners {
+    for listener in listeners.into_iter().filter(|_| !interrupted) {
         let mut rx = stop_rx.clone();
         let ctx = ctx.clone();
         servers.spawn(async move {
@@ -115,9 +130,13 @@ async fn run(config: Config) -> Result<()> {
             server::server::serve(ctx, listener, signal).await
         });
     }
-    let failure = tokio::select! {
-        () = shutdown_signal() => None,
-        Some(res) = servers.join_next() => Some(res),
+    let failure = if interrupted {
+        None
+    } else {
+        tokio::select! {
+            () = shutdown_signal() => None,
+            Some(res) = servers.join_next() => Some(res),
+        }
     };
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(DRAIN, async {

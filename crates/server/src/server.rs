@@ -106,7 +106,6 @@ pub fn context(node: node::Node, config: &crate::Config) -> Ctx {
     std::sync::Arc::new(Context {
         node,
         name: config.name.clone(),
-        advertise_client_urls: config.advertise_client_urls.clone(),
         max_txn_ops: config.max_txn_ops as usize,
         max_request_bytes: config.max_request_bytes as usize,
         quota_backend_bytes: i64::try_from(quota).unwrap_or(i64::MAX),

@@ -1,5 +1,6 @@
 //! Three `ferrocd` processes over the TCP peer transport: writes on one member are read on
-//! the others, the member list names all three, and one leader is elected.
+//! the others, the member list names all three with their published client URLs, one leader
+//! is elected, and followers forward lease keep-alives and TimeToLive to it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -9,13 +10,9 @@ use std::time::Duration;
 
 use common::{Ferrocd, MemberSpec, eventually};
 
-#[test]
-fn three_processes_replicate() {
-    let dir = tempfile::tempdir().unwrap();
-    let specs: Vec<MemberSpec> = ["infra1", "infra2", "infra3"]
-        .iter()
-        .map(|n| MemberSpec::new(n))
-        .collect();
+/// Starts three members and waits until each serves linearizable reads.
+fn start_three(dir: &std::path::Path, names: [&str; 3]) -> (Vec<MemberSpec>, Vec<Ferrocd>) {
+    let specs: Vec<MemberSpec> = names.iter().map(|n| MemberSpec::new(n)).collect();
     let initial = specs
         .iter()
         .map(|s| format!("{}={}", s.name, s.peer_url()))
@@ -23,11 +20,35 @@ fn three_processes_replicate() {
         .join(",");
     let mut members: Vec<Ferrocd> = specs
         .iter()
-        .map(|s| Ferrocd::start_member(s.clone(), &initial, dir.path()))
+        .map(|s| Ferrocd::start_member(s.clone(), &initial, dir))
         .collect();
     for m in &mut members {
         m.wait_ready(Duration::from_secs(60));
     }
+    (specs, members)
+}
+
+/// The leader's index and its member id (hex), once exactly one member leads.
+fn leader(members: &[Ferrocd]) -> (usize, String) {
+    eventually(Duration::from_secs(20), || {
+        let statuses: Vec<String> = members
+            .iter()
+            .map(|m| m.ok(&["endpoint", "status"]))
+            .collect();
+        let leads: Vec<usize> = (0..members.len())
+            .filter(|&i| statuses[i].split(", ").nth(4) == Some("true"))
+            .collect();
+        match leads[..] {
+            [l] => statuses[l].split(", ").nth(1).map(|id| (l, id.to_string())),
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn three_processes_replicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (specs, members) = start_three(dir.path(), ["infra1", "infra2", "infra3"]);
     assert_eq!(members[0].ok(&["put", "k", "v1"]), "OK\n");
     assert_eq!(members[2].ok(&["put", "k2", "v2"]), "OK\n");
     for m in &members {
@@ -63,4 +84,68 @@ fn three_processes_replicate() {
     std::thread::sleep(Duration::from_millis(700));
     let out = w.finish();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "PUT\nwk\nx\n");
+}
+
+#[test]
+fn member_list_shows_client_urls_and_followers_forward_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let (specs, members) = start_three(dir.path(), ["m1", "m2", "m3"]);
+    // Every member published its name and client URL; any member lists all of them.
+    // (A member serves once its own attributes are applied; the others' may still be applying.)
+    for m in &members {
+        let lines: Vec<String> = specs
+            .iter()
+            .map(|s| {
+                format!(
+                    ", started, {}, {}, {}, false",
+                    s.name,
+                    s.peer_url(),
+                    s.client_url()
+                )
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let list = m.ok(&["member", "list"]);
+            if list.lines().count() == 3 && lines.iter().all(|l| list.contains(l)) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{list}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let (l, leader_hex) = leader(&members);
+    let leader_id = u64::from_str_radix(&leader_hex, 16).unwrap();
+    let follower = (l + 1) % 3;
+    // "lease 694d77aa9e38260f granted with TTL(60s)"
+    let granted = members[l].ok(&["lease", "grant", "60"]);
+    let id = granted.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(granted, format!("lease {id} granted with TTL(60s)\n"));
+    std::thread::sleep(Duration::from_millis(1500));
+    // The follower forwards the keep-alive to the leader, which renews the lease.
+    assert_eq!(
+        members[follower].ok(&["lease", "keep-alive", "--once", &id]),
+        format!("lease {id} keepalived with TTL(60)\n")
+    );
+    let ttl = members[follower].ok(&["lease", "timetolive", &id]);
+    assert!(
+        ttl.starts_with(&format!("lease {id} granted with TTL(60s), remaining(")),
+        "{ttl}"
+    );
+    // The answers come from the leader: their headers name it.
+    let json = members[follower].ok(&["lease", "timetolive", &id, "-w", "json"]);
+    assert!(
+        json.contains(&format!("\"member_id\":{leader_id},")),
+        "leader {leader_hex}: {json}"
+    );
+    let json = members[follower].ok(&["lease", "keep-alive", "--once", &id, "-w", "json"]);
+    assert!(
+        json.contains(&format!("\"member_id\":{leader_id},")),
+        "leader {leader_hex}: {json}"
+    );
+    // A lease that does not exist is reported like etcd through a follower too.
+    assert_eq!(
+        members[follower].ok(&["lease", "timetolive", "1234abcd"]),
+        "lease 000000001234abcd already expired\n"
+    );
 }

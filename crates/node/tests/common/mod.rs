@@ -60,6 +60,11 @@ impl TestCluster {
         node::membership::member_id(&self.members[i].1, TOKEN, None)
     }
 
+    /// The client URL member `i` publishes.
+    pub fn client_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", 2379 + 10 * i)
+    }
+
     pub fn config(&self, i: usize) -> NodeConfig {
         let (transport, rx) = self.net.join(self.id(i));
         let mut cfg = NodeConfig::new(
@@ -70,6 +75,7 @@ impl TestCluster {
             rx,
         );
         cfg.cluster_token = TOKEN.into();
+        cfg.client_urls = vec![self.client_url(i)];
         cfg.heartbeat = Duration::from_millis(10);
         cfg.election = Duration::from_millis(100);
         cfg.request_timeout = Duration::from_secs(5);

@@ -3,7 +3,7 @@
 use node::membership::Member;
 use tonic::{Request, Response, Status};
 
-use super::{Context, Ctx, blocking, header};
+use super::{Ctx, blocking, header};
 use crate::error::{EtcdError, to_status};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::etcdserverpb::cluster_server::Cluster;
@@ -21,29 +21,20 @@ impl ClusterService {
     }
 }
 
-/// A member as etcd's protobuf; this member's name and client URLs are filled in from the
-/// configuration while the node has not recorded them.
-pub fn member(ctx: &Context, m: Member) -> pb::Member {
-    let mine = m.id == ctx.node.member_id();
+/// A member as etcd's protobuf: its name and client URLs are those it published (empty until
+/// it has, as in etcd).
+pub fn member(m: Member) -> pb::Member {
     pb::Member {
         id: m.id,
-        name: if mine && m.name.is_empty() {
-            ctx.name.clone()
-        } else {
-            m.name
-        },
+        name: m.name,
         peer_ur_ls: m.peer_urls,
-        client_ur_ls: if mine && m.client_urls.is_empty() {
-            ctx.advertise_client_urls.clone()
-        } else {
-            m.client_urls
-        },
+        client_ur_ls: m.client_urls,
         is_learner: m.is_learner,
     }
 }
 
-fn members(ctx: &Context, ms: Vec<Member>) -> Vec<pb::Member> {
-    ms.into_iter().map(|m| member(ctx, m)).collect()
+fn members(ms: Vec<Member>) -> Vec<pb::Member> {
+    ms.into_iter().map(member).collect()
 }
 
 /// etcd's `types.NewURLs`: at least one URL, each `scheme://host:port` with an http(s) or
@@ -84,8 +75,8 @@ impl Cluster for ClusterService {
             .map_err(to_status)?;
         Ok(Response::new(pb::MemberAddResponse {
             header: Some(header(resp.header)),
-            member: Some(member(&self.ctx, resp.body.member)),
-            members: members(&self.ctx, resp.body.members),
+            member: Some(member(resp.body.member)),
+            members: members(resp.body.members),
         }))
     }
 
@@ -97,7 +88,7 @@ impl Cluster for ClusterService {
         let resp = self.ctx.node.member_remove(r.id).await.map_err(to_status)?;
         Ok(Response::new(pb::MemberRemoveResponse {
             header: Some(header(resp.header)),
-            members: members(&self.ctx, resp.body),
+            members: members(resp.body),
         }))
     }
 
@@ -115,7 +106,7 @@ impl Cluster for ClusterService {
             .map_err(to_status)?;
         Ok(Response::new(pb::MemberUpdateResponse {
             header: Some(header(resp.header)),
-            members: members(&self.ctx, resp.body),
+            members: members(resp.body),
         }))
     }
 
@@ -126,7 +117,7 @@ impl Cluster for ClusterService {
         let resp = self.ctx.node.member_list();
         Ok(Response::new(pb::MemberListResponse {
             header: Some(header(resp.header)),
-            members: members(&self.ctx, resp.body),
+            members: members(resp.body),
         }))
     }
 
@@ -141,7 +132,7 @@ impl Cluster for ClusterService {
         let resp = pending.await.map_err(to_status)?;
         Ok(Response::new(pb::MemberPromoteResponse {
             header: Some(header(resp.header)),
-            members: members(&self.ctx, resp.body),
+            members: members(resp.body),
         }))
     }
 }

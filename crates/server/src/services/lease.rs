@@ -1,7 +1,7 @@
 //! etcd's `Lease` service: Grant, Revoke, KeepAlive, TimeToLive, Leases.
 //!
-//! Only the leader renews leases. A keep-alive that reaches a follower is forwarded to the
-//! leader over gRPC, at the leader's client URL from the member list (etcd forwards over the
+//! Only the leader renews leases and knows their remaining TTLs. A keep-alive or TimeToLive
+//! that reaches a follower is forwarded to the leader over gRPC, at the leader's client URL from the member list (etcd forwards over the
 //! peer HTTP API instead).
 
 use std::time::{Duration, Instant};
@@ -100,26 +100,25 @@ impl Lease for LeaseService {
         request: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let r = request.into_inner();
-        match self.ctx.node.lease_time_to_live(r.id, r.keys) {
-            Ok(resp) => Ok(Response::new(pb::LeaseTimeToLiveResponse {
-                header: Some(header(resp.header)),
-                id: resp.body.id,
-                ttl: resp.body.remaining_ttl,
-                granted_ttl: resp.body.granted_ttl,
-                keys: resp.body.keys,
-            })),
-            // etcd answers a missing lease with TTL -1, not an error.
-            Err(NodeError::LeaseNotFound) => {
-                let h = header(self.ctx.node.member_list().header);
-                Ok(Response::new(pb::LeaseTimeToLiveResponse {
-                    header: Some(h),
-                    id: r.id,
-                    ttl: -1,
-                    granted_ttl: 0,
-                    keys: Vec::new(),
-                }))
+        // Only the leader knows the remaining TTL: a follower asks it, like etcd.
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let node = &self.ctx.node;
+            if node.is_leader() {
+                return time_to_live_here(&self.ctx, r.id, r.keys).map(Response::new);
             }
-            Err(e) => Err(to_status(e)),
+            let leader = node.leader();
+            if leader != 0 && leader != node.member_id() {
+                let mut forwarder = Forwarder::default();
+                return forwarder
+                    .time_to_live(&self.ctx, leader, r)
+                    .await
+                    .map(Response::new);
+            }
+            if Instant::now() >= deadline {
+                return Err(EtcdError::NoLeader.status());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -136,6 +135,32 @@ impl Lease for LeaseService {
                 .map(|id| pb::LeaseStatus { id })
                 .collect(),
         }))
+    }
+}
+
+/// A lease's TTL as this member's lessor knows it. A missing lease is answered with TTL -1,
+/// not an error, like etcd.
+fn time_to_live_here(
+    ctx: &Ctx,
+    id: i64,
+    keys: bool,
+) -> Result<pb::LeaseTimeToLiveResponse, Status> {
+    match ctx.node.lease_time_to_live(id, keys) {
+        Ok(resp) => Ok(pb::LeaseTimeToLiveResponse {
+            header: Some(header(resp.header)),
+            id: resp.body.id,
+            ttl: resp.body.remaining_ttl,
+            granted_ttl: resp.body.granted_ttl,
+            keys: resp.body.keys,
+        }),
+        Err(NodeError::LeaseNotFound) => Ok(pb::LeaseTimeToLiveResponse {
+            header: Some(header(ctx.node.header())),
+            id,
+            ttl: -1,
+            granted_ttl: 0,
+            keys: Vec::new(),
+        }),
+        Err(e) => Err(to_status(e)),
     }
 }
 
@@ -194,6 +219,26 @@ impl Forwarder {
     }
 }
 
+impl Forwarder {
+    /// Asks the leader for a lease's TTL.
+    async fn time_to_live(
+        &mut self,
+        ctx: &Ctx,
+        leader: u64,
+        req: pb::LeaseTimeToLiveRequest,
+    ) -> Result<pb::LeaseTimeToLiveResponse, Status> {
+        let mut client = self.client(ctx, leader).await?;
+        let result = client
+            .lease_time_to_live(req)
+            .await
+            .map(Response::into_inner);
+        if result.is_err() {
+            self.leader = None;
+        }
+        result
+    }
+}
+
 /// One keep-alive: renewed here on the leader, forwarded from a follower. A missing lease is
 /// answered with TTL 0, like etcd.
 async fn keep_alive(
@@ -212,7 +257,7 @@ async fn keep_alive(
                 });
             }
             Err(NodeError::LeaseNotFound) => {
-                let h = header(ctx.node.member_list().header);
+                let h = header(ctx.node.header());
                 return Ok(pb::LeaseKeepAliveResponse {
                     header: Some(h),
                     id,

@@ -30,7 +30,7 @@ impl MaintenanceService {
     }
 
     fn current_header(&self) -> pb::ResponseHeader {
-        header(self.ctx.node.member_list().header)
+        header(self.ctx.node.header())
     }
 }
 

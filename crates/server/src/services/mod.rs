@@ -25,9 +25,6 @@ pub struct Context {
     pub node: Node,
     /// This member's name.
     pub name: String,
-    /// This member's advertised client URLs (filled into the member list while the node has
-    /// none recorded for this member).
-    pub advertise_client_urls: Vec<String>,
     /// etcd's `--max-txn-ops`.
     pub max_txn_ops: usize,
     /// etcd's `--max-request-bytes`.

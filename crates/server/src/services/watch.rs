@@ -114,7 +114,7 @@ impl StreamThread {
     }
 
     fn header(&self, revision: i64) -> pb::ResponseHeader {
-        let mut h = super::header(self.ctx.node.member_list().header);
+        let mut h = super::header(self.ctx.node.header());
         h.revision = revision;
         h
     }

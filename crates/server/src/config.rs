@@ -61,6 +61,14 @@ pub struct Config {
     /// Number of committed transactions that trigger a snapshot to disk.
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Number of entries kept for a slow follower to catch up after compacting the raft log
+    /// (fewer: a lagging follower is sent a snapshot sooner).
+    #[arg(
+        long = "experimental-snapshot-catchup-entries",
+        alias = "snapshot-catchup-entries",
+        default_value_t = 5000
+    )]
+    pub snapshot_catchup_entries: u64,
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long, default_value_t = 100)]
     pub heartbeat_interval: u64,

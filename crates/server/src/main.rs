@@ -54,6 +54,7 @@ fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
         InitialClusterState::Existing => ClusterState::Existing,
     };
     nc.snapshot_count = config.snapshot_count;
+    nc.snapshot_catchup_entries = config.snapshot_catchup_entries;
     nc.heartbeat = Duration::from_millis(config.heartbeat_interval);
     nc.election = Duration::from_millis(config.election_timeout);
     if config.quota_backend_bytes > 0 {

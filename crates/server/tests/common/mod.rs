@@ -57,6 +57,9 @@ pub struct Ferrocd {
     pub child: Option<Child>,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// `--initial-cluster` and the extra flags it was started with, to restart it the same way.
+    initial_cluster: String,
+    extra: Vec<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -80,7 +83,12 @@ impl Drop for Ferrocd {
 
 fn spawn(spec: &MemberSpec, data_dir: &Path, initial_cluster: &str, extra: &[&str]) -> Child {
     let log = data_dir.with_extension("log");
-    let out = std::fs::File::create(&log).expect("log file");
+    // Appended to, so that a restarted member's log follows its previous run's.
+    let out = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("log file");
     Command::new(env!("CARGO_BIN_EXE_ferrocd"))
         .args(["--name", &spec.name])
         .args(["--data-dir", data_dir.to_str().expect("utf-8 path")])
@@ -113,6 +121,8 @@ impl Ferrocd {
             spec,
             child: Some(child),
             data_dir,
+            initial_cluster: initial,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             _dir: Some(dir),
         };
         f.wait_ready(Duration::from_secs(30));
@@ -126,15 +136,86 @@ impl Ferrocd {
 
     /// Member `spec` of the cluster `initial` (not waited for).
     pub fn start_member(spec: MemberSpec, initial: &str, dir: &Path) -> Ferrocd {
+        Ferrocd::start_member_with(spec, initial, dir, &[])
+    }
+
+    /// Member `spec` of the cluster `initial` with `extra` flags (not waited for).
+    pub fn start_member_with(
+        spec: MemberSpec,
+        initial: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Ferrocd {
         let data_dir = dir.join(&spec.name);
-        let child = spawn(&spec, &data_dir, initial, &[]);
+        let child = spawn(&spec, &data_dir, initial, extra);
         Ferrocd {
             log: data_dir.with_extension("log"),
             spec,
             child: Some(child),
             data_dir,
+            initial_cluster: initial.to_owned(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             _dir: None,
         }
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush or clean up) and reaps it.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaping ferrocd");
+    }
+
+    /// Sends SIGTERM and waits (at most `timeout`) for the process to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success());
+        self.wait_exit(timeout)
+            .unwrap_or_else(|| panic!("ferrocd {} still running after {timeout:?}", self.spec.name))
+    }
+
+    /// Waits at most `timeout` for the process to exit by itself; on time-out kills it and
+    /// returns `None`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for ferrocd") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the (stopped) process again with the same data dir and flags, as first started
+    /// (`--initial-cluster-state new` included, like etcd on a restart with existing data).
+    /// Not waited for.
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "ferrocd {} is running",
+            self.spec.name
+        );
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.child = Some(spawn(
+            &self.spec,
+            &self.data_dir,
+            &self.initial_cluster,
+            &extra,
+        ));
+    }
+
+    /// The log (stderr) of every run so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn endpoint(&self) -> String {

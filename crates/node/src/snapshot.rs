@@ -69,10 +69,6 @@ struct StoredMeta {
     conf_state: ConfState,
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Writes `bytes` to `path` durably: a temporary file, fsync, rename, fsync of the directory.
 fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -82,7 +78,7 @@ fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) ->
     drop(f);
     fs::rename(&tmp, path)?;
     match path.parent() {
-        Some(dir) => sync_dir(dir),
+        Some(dir) => crate::wal::segment::sync_dir(dir),
         None => Ok(()),
     }
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
+use node::transport::tcp::url_host_port;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
@@ -47,26 +48,14 @@ pub fn router(ctx: &Ctx) -> Router {
         )
 }
 
-/// `host:port` of a client URL (`http://127.0.0.1:2379`).
-pub fn url_host_port(url: &str) -> io::Result<String> {
-    let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("invalid URL {url:?}"));
-    let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
-    if !matches!(scheme, "http" | "https") {
-        return Err(invalid());
-    }
-    let hp = rest.split('/').next().unwrap_or_default();
-    if hp.rsplit_once(':').is_none() {
-        return Err(invalid());
-    }
-    Ok(hp.to_owned())
-}
-
 /// Binds every URL (a name resolving to several addresses binds its first IPv4 one, as Go's
 /// `net.Listen` does for `localhost`).
 pub async fn bind(urls: &[String]) -> io::Result<Vec<TcpListener>> {
     let mut out = Vec::with_capacity(urls.len());
     for url in urls {
-        let hp = url_host_port(url)?;
+        // The same URL form as peer URLs; `Config::validate` already required http(s).
+        let hp = url_host_port(url)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&hp).await?.collect();
         let addr = addrs
             .iter()

@@ -471,14 +471,12 @@ impl Reading {
 
 /// The seed value in a segment's first record, read before the chain can be checked.
 fn peek_seed(data: &[u8]) -> std::result::Result<u32, String> {
-    let header = data
-        .get(..record::HEADER_LEN)
+    let header = record::Header::read(data)
         .ok_or_else(|| "segment shorter than a record header".to_string())?;
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let payload = data
-        .get(record::HEADER_LEN..record::HEADER_LEN + len)
+        .get(record::HEADER_LEN..record::HEADER_LEN + header.len)
         .ok_or_else(|| "first record cut short".to_string())?;
-    match WalRecord::decode(header[8], payload) {
+    match WalRecord::decode(header.kind, payload) {
         Ok(WalRecord::Seed(seed)) => Ok(seed),
         Ok(_) => Err("segment does not start with the chain seed".into()),
         Err(e) => Err(e.0),
@@ -492,12 +490,11 @@ const SECTOR: usize = 512;
 /// rather than damage: part of it lies in a sector that was never written (all zeros). Only
 /// the last segment's unsynced tail can look like this; etcd's WAL uses the same test.
 fn is_torn(data: &[u8], offset: usize) -> bool {
-    let Some(header) = data.get(offset..offset + record::HEADER_LEN) else {
+    let Some(header) = data.get(offset..).and_then(record::Header::read) else {
         return false;
     };
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let end = (offset + record::HEADER_LEN)
-        .saturating_add(len)
+        .saturating_add(header.len)
         .min(data.len());
     // The record's bytes, split at sector boundaries: one all-zero piece means a sector of the
     // write never reached the disk.

@@ -30,6 +30,29 @@ pub fn encode_record(out: &mut Vec<u8>, prev_crc: u32, kind: u8, payload: &[u8])
     crc
 }
 
+/// A record's header, as written: the payload's length, the chained CRC, the kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The payload's length in bytes (not checked against [`MAX_PAYLOAD`]).
+    pub len: usize,
+    /// The record's chained CRC-32C.
+    pub crc: u32,
+    /// The record's kind.
+    pub kind: u8,
+}
+
+impl Header {
+    /// The header at the start of `data`; `None` when `data` is shorter than a header.
+    pub fn read(data: &[u8]) -> Option<Header> {
+        let header = data.get(..HEADER_LEN)?;
+        Some(Header {
+            len: u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize,
+            crc: u32::from_le_bytes([header[4], header[5], header[6], header[7]]),
+            kind: header[8],
+        })
+    }
+}
+
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame<'a> {
@@ -96,15 +119,14 @@ impl<'a> RecordReader<'a> {
             return Ok(None);
         }
         let offset = self.offset;
-        if rest.len() < HEADER_LEN {
+        let Some(Header { len, crc, kind }) = Header::read(rest) else {
             return if rest.iter().all(|b| *b == 0) {
                 Ok(None)
             } else {
                 Err(RecordError::TornTail { offset })
             };
-        }
-        let header = &rest[..HEADER_LEN];
-        if header.iter().all(|b| *b == 0) {
+        };
+        if rest[..HEADER_LEN].iter().all(|b| *b == 0) {
             // Pre-allocated space: nothing was written here. Data after it would be corruption.
             return if rest.iter().all(|b| *b == 0) {
                 Ok(None)
@@ -115,9 +137,6 @@ impl<'a> RecordReader<'a> {
                 })
             };
         }
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let kind = header[8];
         if len > MAX_PAYLOAD {
             return Err(RecordError::Corrupted {
                 offset,

@@ -18,6 +18,7 @@ pub mod pending;
 pub mod raft_loop;
 pub mod reads;
 pub mod request;
+pub mod restore;
 pub mod snapshot;
 pub mod transport;
 pub mod wal;

@@ -13,6 +13,5 @@ pub mod error;
 pub mod proto;
 pub mod server;
 pub mod services;
-pub mod sha256;
 
 pub use config::{Config, ConfigError, InitialClusterState, Member};

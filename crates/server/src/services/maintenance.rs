@@ -1,9 +1,15 @@
 //! etcd's `Maintenance` service: Alarm, Status, Defragment, Hash, HashKV, Snapshot,
 //! MoveLeader. (Downgrade is not supported: the generated stub answers `Unimplemented`.)
+//!
+//! Snapshot streams what etcd streams, so that `etcdctl snapshot save` / `restore` and real
+//! etcd take it: the backend's buckets as a bbolt file (crate `bbolt`), then its SHA-256.
 
-use std::io::Read;
+use std::io::Write;
 
 use node::request::AlarmType;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use storage_api::{Bucket, ReadTx, ReadTxn, StorageError};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
@@ -16,6 +22,8 @@ use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 
 /// Bytes per snapshot message (etcd's `snapshotSendBufferSize`).
 pub const SNAPSHOT_CHUNK: usize = 32 * 1024;
+/// The SHA-256 trailer that follows the bbolt file in etcd's snapshot stream.
+const SHA256_LEN: u64 = 32;
 
 /// The Maintenance service.
 #[derive(Debug, Clone)]
@@ -53,20 +61,173 @@ fn alarm_members(alarms: Vec<(u64, AlarmType)>, filter: pb::AlarmType) -> Vec<pb
         .collect()
 }
 
-/// Reads up to `SNAPSHOT_CHUNK` bytes (fewer only at the end).
-fn read_chunk(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0; SNAPSHOT_CHUNK];
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// The backend's buckets as a bbolt [`bbolt::Source`], all read from one consistent read
+/// transaction (so both of the writer's passes see the same data).
+pub struct BackendSource {
+    tx: ReadTxn,
+}
+
+impl BackendSource {
+    /// A source over what `tx` sees.
+    pub fn new(tx: ReadTxn) -> BackendSource {
+        BackendSource { tx }
+    }
+}
+
+impl BackendSource {
+    /// The `alarm` bucket in etcd's encoding (key: the protobuf `AlarmMember`, value empty),
+    /// which etcd's alarm store decodes when it starts; ferrocd keys alarms by member id and
+    /// type byte (`node::apply`).
+    fn for_each_alarm(&self, visit: &mut bbolt::Visitor<'_>) -> Result<(), bbolt::WriteError> {
+        let rows = self
+            .tx
+            .range(Bucket::ALARM, &[], None, 0)
+            .map_err(|e| bbolt::WriteError::Source(Box::new(e)))?;
+        let mut keys: Vec<Vec<u8>> = rows
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let member_id = u64::from_be_bytes(k.get(..8)?.try_into().ok()?);
+                let alarm = match k.get(8)? {
+                    1 => pb::AlarmType::Nospace,
+                    2 => pb::AlarmType::Corrupt,
+                    _ => return None,
+                };
+                Some(
+                    pb::AlarmMember {
+                        member_id,
+                        alarm: alarm as i32,
+                    }
+                    .encode_to_vec(),
+                )
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            visit(&k, &[])?;
+        }
+        Ok(())
+    }
+}
+
+impl bbolt::Source for BackendSource {
+    fn bucket_names(&self) -> Result<Vec<Vec<u8>>, bbolt::SourceError> {
+        Ok(self
+            .tx
+            .buckets()
+            .map(|b| b.name().as_bytes().to_vec())
+            .collect())
+    }
+
+    fn for_each(
+        &self,
+        bucket: &[u8],
+        visit: &mut bbolt::Visitor<'_>,
+    ) -> Result<(), bbolt::WriteError> {
+        let bucket = std::str::from_utf8(bucket)
+            .map_err(|e| bbolt::WriteError::Source(Box::new(e)))
+            .and_then(|name| {
+                Bucket::intern(name).map_err(|e| bbolt::WriteError::Source(Box::new(e)))
+            })?;
+        if bucket == Bucket::ALARM {
+            return self.for_each_alarm(visit);
+        }
+        let mut failed = None;
+        let result = self.tx.for_each(bucket, &mut |k, v| {
+            visit(k, v).map_err(|e| {
+                failed = Some(e);
+                StorageError::Failed("snapshot writer stopped".into())
+            })
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => result.map_err(|e| bbolt::WriteError::Source(Box::new(e))),
         }
     }
-    buf.truncate(n);
-    Ok(buf)
+}
+
+/// etcd's snapshot stream as it is produced: the bbolt file's bytes, hashed with SHA-256 and
+/// sent in [`SNAPSHOT_CHUNK`]-byte messages, then the hash itself ([`SnapshotSink::finish`]).
+struct SnapshotSink {
+    tx: mpsc::Sender<Result<pb::SnapshotResponse, Status>>,
+    header: pb::ResponseHeader,
+    hasher: Sha256,
+    buf: Vec<u8>,
+    /// Bytes of the whole stream (file and hash) not yet sent.
+    remaining: u64,
+    first: bool,
+}
+
+impl SnapshotSink {
+    fn send(&mut self, blob: Vec<u8>) -> std::io::Result<()> {
+        self.remaining = self.remaining.saturating_sub(blob.len() as u64);
+        let msg = pb::SnapshotResponse {
+            header: Some(self.header),
+            remaining_bytes: self.remaining,
+            blob,
+            version: if std::mem::take(&mut self.first) {
+                API_VERSION.to_owned()
+            } else {
+                String::new()
+            },
+        };
+        self.tx.blocking_send(Ok(msg)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "snapshot client went away")
+        })
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.buf.extend_from_slice(bytes);
+        while self.buf.len() >= SNAPSHOT_CHUNK {
+            let rest = self.buf.split_off(SNAPSHOT_CHUNK);
+            let chunk = std::mem::replace(&mut self.buf, rest);
+            self.send(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the SHA-256 of everything written and sends what is left.
+    fn finish(mut self) -> std::io::Result<()> {
+        let digest = std::mem::take(&mut self.hasher).finalize();
+        self.push(&digest)?;
+        let last = std::mem::take(&mut self.buf);
+        if !last.is_empty() {
+            self.send(last)?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for SnapshotSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(bytes);
+        self.push(bytes)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the snapshot of `source` into the stream behind `tx` (on a blocking thread).
+fn stream_snapshot(
+    source: &BackendSource,
+    tx: mpsc::Sender<Result<pb::SnapshotResponse, Status>>,
+    header: pb::ResponseHeader,
+) -> Result<u64, bbolt::WriteError> {
+    let plan = bbolt::plan(source)?;
+    let mut sink = SnapshotSink {
+        tx,
+        header,
+        hasher: Sha256::new(),
+        buf: Vec::with_capacity(2 * SNAPSHOT_CHUNK),
+        remaining: plan.file_size() + SHA256_LEN,
+        first: true,
+    };
+    plan.write_to(source, &mut sink)?;
+    sink.finish()?;
+    Ok(plan.file_size())
 }
 
 #[tonic::async_trait]
@@ -194,57 +355,32 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<BoxStream<pb::SnapshotResponse>>, Status> {
-        let node = self.ctx.node.clone();
-        let snap = blocking(move || node.snapshot().map_err(to_status)).await?;
-        // etcd's stream is whole 512-byte sectors then their SHA-256, which `etcdctl snapshot
-        // save` checks; the padding is ignored on restore (the format has a trailer).
-        let mut snap = crate::sha256::WithChecksum::new(snap, 512);
-        let h = self.current_header();
+        // One read transaction for both passes of the writer: a consistent copy while writes
+        // go on (etcd's snapshot is a bbolt read transaction's `WriteTo`).
+        let store = self.ctx.node.watchable_store();
+        let read = store
+            .store()
+            .backend()
+            .read_tx()
+            .map_err(|e| Status::internal(format!("etcdserver: snapshot failed: {e}")))?;
+        let source = BackendSource::new(read);
+        let header = self.current_header();
         let (tx, rx) = mpsc::channel(4);
         std::thread::Builder::new()
             .name("snapshot-send".into())
             .spawn(move || {
-                // One chunk read ahead, so each message says whether more follow.
-                let mut cur = match read_chunk(&mut snap) {
-                    Ok(c) => c,
+                let errors = tx.clone();
+                match stream_snapshot(&source, tx, header) {
+                    Ok(bytes) => tracing::info!(bytes, "sent a snapshot"),
+                    Err(bbolt::WriteError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        tracing::warn!("snapshot client went away");
+                    }
                     Err(e) => {
-                        let _ = tx.blocking_send(Err(Status::internal(format!(
+                        tracing::warn!(error = %e, "snapshot failed");
+                        let _ = errors.blocking_send(Err(Status::internal(format!(
                             "etcdserver: snapshot failed: {e}"
                         ))));
-                        return;
                     }
-                };
-                let mut first = true;
-                loop {
-                    let next = if cur.len() < SNAPSHOT_CHUNK {
-                        Vec::new()
-                    } else {
-                        match read_chunk(&mut snap) {
-                            Ok(c) => c,
-                            Err(e) => {
-                                let _ = tx.blocking_send(Err(Status::internal(format!(
-                                    "etcdserver: snapshot failed: {e}"
-                                ))));
-                                return;
-                            }
-                        }
-                    };
-                    let last = next.is_empty();
-                    let msg = pb::SnapshotResponse {
-                        header: Some(h),
-                        remaining_bytes: next.len() as u64,
-                        blob: cur,
-                        version: if first {
-                            API_VERSION.to_owned()
-                        } else {
-                            String::new()
-                        },
-                    };
-                    first = false;
-                    if tx.blocking_send(Ok(msg)).is_err() || last {
-                        return;
-                    }
-                    cur = next;
                 }
             })
             .map_err(|e| Status::internal(format!("etcdserver: snapshot failed: {e}")))?;
@@ -267,5 +403,50 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(pb::MoveLeaderResponse {
             header: Some(self.current_header()),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use bbolt::Source;
+    use node::engine::EngineKind;
+    use storage_api::BackendConfig;
+
+    use super::*;
+
+    #[test]
+    fn alarms_are_written_in_etcds_encoding_and_buckets_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = EngineKind::compiled()[0]
+            .open_backend(dir.path(), BackendConfig::default())
+            .unwrap();
+        let mut tx = backend.batch_tx().unwrap();
+        tx.create_bucket(Bucket::ALARM).unwrap();
+        tx.create_bucket(Bucket::KEY).unwrap();
+        let mut key = 0x1234u64.to_be_bytes().to_vec();
+        key.push(2);
+        tx.put(Bucket::ALARM, &key, b"").unwrap();
+        tx.put(Bucket::KEY, b"k", b"v").unwrap();
+        tx.end().unwrap();
+
+        let source = BackendSource::new(backend.read_tx().unwrap());
+        assert_eq!(
+            source.bucket_names().unwrap(),
+            vec![b"alarm".to_vec(), b"key".to_vec()]
+        );
+        let mut seen = Vec::new();
+        source
+            .for_each(b"alarm", &mut |k, v| {
+                seen.push((k.to_vec(), v.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen.len(), 1);
+        let member = pb::AlarmMember::decode(seen[0].0.as_slice()).unwrap();
+        assert_eq!(member.member_id, 0x1234);
+        assert_eq!(member.alarm, pb::AlarmType::Corrupt as i32);
+        assert!(seen[0].1.is_empty());
     }
 }

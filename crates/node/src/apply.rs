@@ -6,6 +6,7 @@
 //! out the WAL's entries again and only those the backend does not hold are applied.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, select};
@@ -401,7 +402,8 @@ impl Applier {
                     cluster.members.remove(&cc.node_id);
                     cluster.removed.push(cc.node_id);
                     if cc.node_id == self.shared.member_id {
-                        tracing::warn!("this member was removed from the cluster");
+                        tracing::error!("this member was removed from the cluster");
+                        self.shared.removed.store(true, Ordering::Release);
                     } else {
                         self.transport.remove_peer(cc.node_id);
                     }

@@ -1,13 +1,15 @@
 //! Cluster membership: members, their ids, and their records in the `members` bucket.
 //!
-//! Ids are derived like etcd's (`computeMemberId`: a hash of the sorted peer URLs, the cluster
-//! token and, for members added at runtime, the time), but with 64-bit FNV-1a instead of SHA-1
-//! (no SHA-1 in the dependency set): ids are stable for a configuration, not etcd's values.
+//! Ids are etcd's: a member id is the first 8 bytes (big-endian) of the SHA-1 of its sorted peer
+//! URLs, the cluster token and, for members added at runtime, the time (`computeMemberId`); the
+//! cluster id the same of the initial members' ids (`genID`). The same flags give the same ids
+//! as etcd, e.g. `8e9e05c52164694d` / `cdf818194e3a8c32` for etcd's defaults.
 
 use std::collections::BTreeMap;
 
 use mvcc::WriteTxn;
 use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
 use storage_api::{Backend, Bucket, ReadTx};
 
 /// A cluster member.
@@ -23,6 +25,16 @@ pub struct Member {
     pub client_urls: Vec<String>,
     /// Whether it is a non-voting learner.
     pub is_learner: bool,
+}
+
+/// A running cluster as its members describe it: what a member joining it needs to start (the
+/// answer to a peer's members query, etcd's `GET /members`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The cluster id.
+    pub cluster_id: u64,
+    /// The members, learners included.
+    pub members: Vec<Member>,
 }
 
 /// The context of a replicated configuration change: who waits for it and the member concerned.
@@ -43,34 +55,34 @@ impl ConfChangeContext {
     }
 }
 
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in *part {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
+/// The first 8 bytes of the SHA-1 of `bytes`, big-endian (etcd's id derivation).
+fn sha1_id(bytes: &[u8]) -> u64 {
+    let digest = Sha1::digest(bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
-/// A member's id: a hash of its sorted peer URLs, the cluster token and `time` (unix seconds
-/// for members added at runtime, `None` for initial members), never 0.
+/// A member's id (etcd's `computeMemberId`): a hash of its sorted, concatenated peer URLs, the
+/// cluster token and `time` (unix seconds, for members added at runtime; `None` for initial
+/// members).
 pub fn member_id(peer_urls: &[String], cluster_token: &str, time: Option<u64>) -> u64 {
     let mut urls = peer_urls.to_vec();
     urls.sort();
-    let joined = urls.concat();
-    let time = time.map(|t| t.to_be_bytes()).unwrap_or_default();
-    let t: &[u8] = if time == [0; 8] { &[] } else { &time };
-    fnv1a(&[joined.as_bytes(), cluster_token.as_bytes(), t]).max(1)
+    let mut bytes = urls.concat().into_bytes();
+    bytes.extend_from_slice(cluster_token.as_bytes());
+    if let Some(t) = time {
+        bytes.extend_from_slice(t.to_string().as_bytes());
+    }
+    sha1_id(&bytes)
 }
 
-/// The cluster id: a hash of the initial members' ids in ascending order (etcd's `genID`).
+/// The cluster id (etcd's `genID`): a hash of the initial members' ids in ascending order.
 pub fn cluster_id(member_ids: &[u64]) -> u64 {
     let mut ids = member_ids.to_vec();
     ids.sort_unstable();
     let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
-    fnv1a(&[&bytes]).max(1)
+    sha1_id(&bytes)
 }
 
 fn member_key(id: u64) -> Vec<u8> {
@@ -133,5 +145,30 @@ impl Cluster {
             .values()
             .filter(|m| m.id != except)
             .any(|m| m.peer_urls.iter().any(|u| urls.contains(u)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_etcds() {
+        // etcd's defaults: `--initial-advertise-peer-urls http://localhost:2380`,
+        // `--initial-cluster-token etcd-cluster` give member 8e9e05c52164694d in cluster
+        // cdf818194e3a8c32 (what `etcdctl member list` shows for a default etcd).
+        let id = member_id(&["http://localhost:2380".into()], "etcd-cluster", None);
+        assert_eq!(id, 0x8e9e_05c5_2164_694d);
+        assert_eq!(cluster_id(&[id]), 0xcdf8_1819_4e3a_8c32);
+    }
+
+    #[test]
+    fn ids_depend_on_sorted_urls_token_and_time() {
+        let a = vec!["http://b:2380".to_string(), "http://a:2380".to_string()];
+        let b = vec!["http://a:2380".to_string(), "http://b:2380".to_string()];
+        assert_eq!(member_id(&a, "t", None), member_id(&b, "t", None));
+        assert_ne!(member_id(&a, "t", None), member_id(&a, "u", None));
+        assert_ne!(member_id(&a, "t", None), member_id(&a, "t", Some(1)));
+        assert_eq!(cluster_id(&[1, 2]), cluster_id(&[2, 1]));
     }
 }

@@ -33,7 +33,7 @@ use crate::apply::{self, Applied, Applier, ApplyOutput};
 use crate::engine::EngineKind;
 use crate::error::{NodeError, StartError};
 use crate::leases::{LessorRegistry, SharedLessor};
-use crate::membership::{self, Cluster, ConfChangeContext, Member};
+use crate::membership::{self, Cluster, ClusterInfo, ConfChangeContext, Member};
 use crate::pending::Pending;
 use crate::raft_loop::{Command, RaftLoop};
 use crate::reads::{ReadJob, ReadLoop};
@@ -90,6 +90,10 @@ pub struct NodeConfig {
     /// The id the cluster assigned this member when it was added at runtime (etcd fetches it
     /// from the peers by peer URL); `None`: derived from the initial cluster.
     pub member_id: Option<u64>,
+    /// The running cluster this member joins, as its members described it (see
+    /// [`crate::transport::tcp::fetch_cluster`]): its id and members replace what
+    /// `initial_cluster` would give. Only read when the data directory is new.
+    pub existing_cluster: Option<ClusterInfo>,
 }
 
 impl NodeConfig {
@@ -119,6 +123,7 @@ impl NodeConfig {
             peer_events,
             max_learners: 1,
             member_id: None,
+            existing_cluster: None,
         }
     }
 }
@@ -218,6 +223,9 @@ pub(crate) struct Shared {
     stopped: AtomicBool,
     /// Whether this member's attributes were published (etcd's `ReadyNotify`).
     published: AtomicBool,
+    /// Set when this member learns it was removed from the cluster (by applying its removal,
+    /// or from a peer refusing it): it must stop serving.
+    pub(crate) removed: AtomicBool,
 }
 
 impl Shared {
@@ -380,30 +388,40 @@ impl Node {
             peer_events,
             max_learners,
             member_id: assigned_id,
+            existing_cluster,
         } = config;
-        let initial: Vec<Member> = initial_cluster
-            .iter()
-            .map(|(n, urls)| Member {
-                id: match assigned_id {
-                    Some(id) if *n == name => id,
-                    _ => membership::member_id(urls, &cluster_token, None),
-                },
-                name: n.clone(),
-                peer_urls: urls.clone(),
-                client_urls: Vec::new(),
-                is_learner: false,
-            })
-            .collect();
-        let me = initial
-            .iter()
-            .find(|m| m.name == name)
-            .ok_or_else(|| StartError::Config(format!("{name} is not in the initial cluster")))?;
-        let member_id = me.id;
+        let initial: Vec<Member> = match &existing_cluster {
+            Some(info) => info.members.clone(),
+            None => initial_cluster
+                .iter()
+                .map(|(n, urls)| Member {
+                    id: match assigned_id {
+                        Some(id) if *n == name => id,
+                        _ => membership::member_id(urls, &cluster_token, None),
+                    },
+                    name: n.clone(),
+                    peer_urls: urls.clone(),
+                    client_urls: Vec::new(),
+                    is_learner: false,
+                })
+                .collect(),
+        };
+        let paths = DataPaths::new(&data_dir);
+        // A member that has run before is who its WAL says, whatever its flags say (as etcd).
+        let member_id = if Wal::exists(&paths.wal) {
+            Wal::read_metadata(&paths.wal)?.member_id
+        } else {
+            match (&existing_cluster, assigned_id) {
+                (Some(_), Some(id)) => initial.iter().find(|m| m.id == id),
+                _ => initial.iter().find(|m| m.name == name),
+            }
+            .ok_or_else(|| StartError::Config(format!("{name} is not in the initial cluster")))?
+            .id
+        };
         let heartbeat_ms = heartbeat.as_millis().max(1);
         let election_ticks = usize::try_from(election.as_millis() / heartbeat_ms)
             .unwrap_or(10)
             .max(2);
-        let paths = DataPaths::new(&data_dir);
 
         // The backend, brought up to the newest snapshot if it fell behind it.
         // The newest snapshot the WAL records: a crash between writing a snapshot's files and
@@ -485,7 +503,9 @@ impl Node {
             wal
         } else {
             let ids: Vec<u64> = initial.iter().map(|m| m.id).collect();
-            cluster_id = membership::cluster_id(&ids);
+            cluster_id = existing_cluster
+                .as_ref()
+                .map_or_else(|| membership::cluster_id(&ids), |c| c.cluster_id);
             let mut wal = Wal::create(
                 &paths.wal,
                 WalMetadata {
@@ -540,6 +560,10 @@ impl Node {
                 transport.add_peer(m.id, &m.peer_urls);
             }
         }
+        for &id in &cluster.removed {
+            transport.remove_peer(id);
+        }
+        let removed_already = cluster.removed.contains(&member_id);
         let alarms = apply::load_alarms(&backend)?.into_iter().collect();
         let consistent = store.consistent_index().index;
         let mut raft_config = Config::new(member_id);
@@ -583,6 +607,7 @@ impl Node {
             ),
             stopped: AtomicBool::new(false),
             published: AtomicBool::new(false),
+            removed: AtomicBool::new(removed_already),
         });
 
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -696,6 +721,13 @@ impl Node {
     /// started (etcd's `ReadyNotify`: etcd serves clients only from then on).
     pub fn published(&self) -> bool {
         self.shared().published.load(Ordering::Acquire)
+    }
+
+    /// Whether this member was removed from the cluster (etcd then stops with "the member has
+    /// been permanently removed from the cluster"). The node keeps its threads; the embedder
+    /// stops it.
+    pub fn removed(&self) -> bool {
+        self.shared().removed.load(Ordering::Acquire)
     }
 
     /// This member's id.
@@ -1127,6 +1159,16 @@ impl Node {
                 ..m
             },
         )
+    }
+
+    /// Every member, once this member applied everything committed when it asked (a ReadIndex
+    /// round): no member added or removed before the call is missing (etcd 3.5's
+    /// `MemberList` with `linearizable`).
+    pub fn member_list_linearizable(&self) -> Pending<Response<Vec<Member>>> {
+        let shared = Arc::clone(self.shared());
+        self.read(false, move |_| {
+            Ok(shared.cluster.read().members.values().cloned().collect())
+        })
     }
 
     /// Every member.

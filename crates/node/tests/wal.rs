@@ -202,3 +202,37 @@ fn a_missing_wal_is_reported() {
         Err(WalError::NotFound(_))
     ));
 }
+
+#[test]
+fn metadata_is_read_from_the_newest_segment_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::create(dir.path(), META).unwrap();
+    wal.set_segment_bytes(4096);
+    for i in 0..20 {
+        wal.save(&hs(1, i * 10), &entries(1, i * 10 + 1..=i * 10 + 10))
+            .unwrap();
+    }
+    assert!(node::wal::segment::list(dir.path()).unwrap().len() > 1);
+    drop(wal);
+    assert_eq!(Wal::read_metadata(dir.path()).unwrap(), META);
+
+    let empty = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Wal::read_metadata(empty.path()),
+        Err(WalError::NotFound(_))
+    ));
+}
+
+#[test]
+fn metadata_of_a_damaged_segment_head_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Wal::create(dir.path(), META).unwrap());
+    let seg = only_segment(dir.path());
+    let mut data = std::fs::read(&seg).unwrap();
+    data[20] ^= 0xff;
+    std::fs::write(&seg, &data).unwrap();
+    assert!(matches!(
+        Wal::read_metadata(dir.path()),
+        Err(WalError::Corrupted { .. })
+    ));
+}

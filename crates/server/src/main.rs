@@ -8,7 +8,10 @@ use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 use node::engine::EngineKind;
 use node::membership;
-use node::transport::tcp::{TcpTransport, listen_addrs};
+use node::membership::ClusterInfo;
+use node::snapshot::DataPaths;
+use node::transport::tcp::{TcpTransport, fetch_cluster, listen_addrs};
+use node::wal::Wal;
 use node::{ClusterState, Node, NodeConfig};
 use server::config::BackendKind;
 use server::{Config, InitialClusterState};
@@ -18,22 +21,81 @@ const READY_POLL: Duration = Duration::from_millis(20);
 /// How long open calls (watch streams, keep-alives) may take to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// How long a member joining a running cluster keeps asking the peers for the membership.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the serve loop looks whether this member was removed from the cluster.
+const REMOVED_POLL: Duration = Duration::from_millis(100);
+
+/// Who this member is: its member id, its cluster id, and for a member joining a running
+/// cluster, the cluster as its members describe it. A member that has run before is who its
+/// WAL says (its flags are ignored, as etcd ignores them).
+fn identity(config: &Config) -> Result<(u64, u64, Option<ClusterInfo>)> {
+    let wal = DataPaths::new(config.data_dir.as_ref()).wal;
+    if Wal::exists(&wal) {
+        let meta = Wal::read_metadata(&wal).context("reading the WAL's metadata")?;
+        return Ok((meta.member_id, meta.cluster_id, None));
+    }
+    let members = config.initial_members()?;
+    match config.initial_cluster_state {
+        InitialClusterState::New => {
+            let ids: Vec<u64> = members
+                .iter()
+                .map(|m| membership::member_id(&m.peer_urls, &config.initial_cluster_token, None))
+                .collect();
+            let me = members
+                .iter()
+                .position(|m| m.name == config.name)
+                .with_context(|| format!("{:?} is not in --initial-cluster", config.name))?;
+            Ok((ids[me], membership::cluster_id(&ids), None))
+        }
+        InitialClusterState::Existing => {
+            let mut mine = config.initial_advertise_peer_urls.clone();
+            mine.sort();
+            let others: Vec<String> = members
+                .iter()
+                .flat_map(|m| m.peer_urls.iter())
+                .filter(|u| !mine.contains(u))
+                .cloned()
+                .collect();
+            if others.is_empty() {
+                bail!(
+                    "--initial-cluster-state existing needs the other members' peer URLs in --initial-cluster"
+                );
+            }
+            tracing::info!(peers = ?others, "joining a running cluster: asking the peers for its members");
+            let info = fetch_cluster(&others, JOIN_TIMEOUT).context(
+                "cannot fetch the cluster's members from the peers in --initial-cluster",
+            )?;
+            let me = info
+                .members
+                .iter()
+                .find(|m| {
+                    let mut urls = m.peer_urls.clone();
+                    urls.sort();
+                    urls == mine
+                })
+                .with_context(|| {
+                    format!(
+                        "no member of cluster {:x} has peer URLs {mine:?}: add this member first \
+                         (etcdctl member add {} --peer-urls={})",
+                        info.cluster_id,
+                        config.name,
+                        mine.join(",")
+                    )
+                })?;
+            let id = me.id;
+            Ok((id, info.cluster_id, Some(info)))
+        }
+    }
+}
+
 fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
     let members = config.initial_members()?;
     let initial: Vec<(String, Vec<String>)> = members
         .iter()
         .map(|m| (m.name.clone(), m.peer_urls.clone()))
         .collect();
-    let ids: Vec<u64> = members
-        .iter()
-        .map(|m| membership::member_id(&m.peer_urls, &config.initial_cluster_token, None))
-        .collect();
-    let me = members
-        .iter()
-        .position(|m| m.name == config.name)
-        .with_context(|| format!("{:?} is not in --initial-cluster", config.name))?;
-    let member_id = ids[me];
-    let cluster_id = membership::cluster_id(&ids);
+    let (member_id, cluster_id, existing) = identity(config)?;
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let addrs = listen_addrs(&config.listen_peer_urls).context("--listen-peer-urls")?;
     let transport = Arc::new(
@@ -48,6 +110,8 @@ fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
         events_rx,
     );
     nc.client_urls = config.advertise_client_urls.clone();
+    nc.member_id = Some(member_id);
+    nc.existing_cluster = existing;
     nc.cluster_token = config.initial_cluster_token.clone();
     nc.cluster_state = match config.initial_cluster_state {
         InitialClusterState::New => ClusterState::New,
@@ -99,6 +163,10 @@ async fn run(config: Config) -> Result<()> {
         .await
         .context("starting the node")?
         .context("starting the node")?;
+    {
+        let node = node.clone();
+        transport.set_members_source(Arc::new(move || node.member_list().body));
+    }
     tracing::info!(
         name = %config.name,
         member_id = %format_args!("{:x}", node.member_id()),
@@ -134,8 +202,15 @@ async fn run(config: Config) -> Result<()> {
     let failure = if interrupted {
         None
     } else {
+        let removed = async {
+            while !node.removed() {
+                tokio::time::sleep(REMOVED_POLL).await;
+            }
+            tracing::error!("the member has been permanently removed from the cluster; stopping");
+        };
         tokio::select! {
             () = shutdown_signal() => None,
+            () = removed => None,
             Some(res) = servers.join_next() => Some(res),
         }
     };

@@ -36,6 +36,9 @@ pub enum PeerEvent {
     Message(Message),
     /// A message to peer `0` could not be delivered (`RawNode::report_unreachable`).
     Unreachable(u64),
+    /// A peer refused this member because it was removed from the cluster (etcd's
+    /// `410 Gone`): the member must stop.
+    Removed,
     /// The snapshot sent to `to` arrived (`failed == false`) or not (`RawNode::report_snapshot`).
     SnapshotStatus {
         /// The recipient of the snapshot.

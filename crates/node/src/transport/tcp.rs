@@ -23,7 +23,7 @@ pub mod wire;
 mod inbound;
 mod outbound;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -34,9 +34,10 @@ use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use raft_core::raftpb::{Message, MessageType};
 
 use super::{PeerEvent, Transport};
+use crate::membership::Member;
 use inbound::InboundRegistry;
 use outbound::Peer;
-use wire::{HandshakeStatus, WireError};
+use wire::{ClusterInfo, HandshakeStatus, WireError};
 
 /// Tuning of a [`TcpTransport`]; [`Default`] follows etcd where etcd has a number.
 #[derive(Clone, Debug)]
@@ -186,6 +187,94 @@ pub fn listen_addrs(urls: &[String]) -> Result<Vec<SocketAddr>, TransportError> 
     Ok(out)
 }
 
+/// Asks the members at `peer_urls` which cluster they form (etcd's `GET /members` on the peer
+/// URLs): what a member joining a running cluster learns its cluster id and its own id from.
+/// Tries each URL in turn, again and again, until one answers or `timeout` passes.
+pub fn fetch_cluster(
+    peer_urls: &[String],
+    timeout: Duration,
+) -> Result<ClusterInfo, TransportError> {
+    let deadline = Instant::now() + timeout;
+    let config = TcpConfig::default();
+    let mut last = String::from("no peer urls");
+    loop {
+        for url in peer_urls {
+            match query_members(url, &config) {
+                Ok(info) => return Ok(info),
+                Err(e) => {
+                    tracing::debug!(%url, "members query failed: {e}");
+                    last = format!("{url}: {e}");
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(TransportError::Dial {
+                peer: 0,
+                reason: last,
+            });
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn query_members(url: &str, config: &TcpConfig) -> Result<ClusterInfo, TransportError> {
+    use std::io::{Read as _, Write as _};
+    let hp = url_host_port(url)?;
+    let addrs: Vec<SocketAddr> = hp
+        .to_socket_addrs()
+        .map_err(|e| TransportError::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?
+        .collect();
+    let mut last = String::from("no address");
+    for addr in addrs {
+        let s = match std::net::TcpStream::connect_timeout(&addr, config.dial_timeout) {
+            Ok(s) => s,
+            Err(e) => {
+                last = format!("{addr}: {e}");
+                continue;
+            }
+        };
+        let io = |e: std::io::Error| TransportError::Wire(WireError::Io(e));
+        s.set_read_timeout(Some(config.handshake_timeout))
+            .map_err(io)?;
+        s.set_write_timeout(Some(config.handshake_timeout))
+            .map_err(io)?;
+        let hs = wire::Handshake {
+            version: wire::PROTOCOL_VERSION,
+            kind: wire::StreamKind::Members,
+            cluster_id: 0,
+            from: 0,
+            to: 0,
+        };
+        (&s).write_all(&hs.encode()).map_err(io)?;
+        let mut buf = [0u8; wire::REPLY_LEN];
+        (&s).read_exact(&mut buf).map_err(io)?;
+        let reply = wire::HandshakeReply::decode(&buf)?;
+        if reply.status != HandshakeStatus::Accepted {
+            return Err(TransportError::Rejected {
+                peer: 0,
+                status: reply.status,
+                remote_cluster: reply.cluster_id,
+                remote_id: reply.id,
+            });
+        }
+        let mut frame = Vec::new();
+        let mut r = &s;
+        if !wire::read_frame(&mut r, config.max_frame_len, &mut frame)? {
+            return Err(
+                WireError::Protocol("members query closed without an answer".into()).into(),
+            );
+        }
+        return Ok(postcard::from_bytes(&frame).map_err(WireError::from)?);
+    }
+    Err(TransportError::Dial {
+        peer: 0,
+        reason: last,
+    })
+}
+
 /// State shared by the transport and its threads.
 struct Shared {
     local_id: u64,
@@ -194,7 +283,14 @@ struct Shared {
     events: Sender<PeerEvent>,
     stopped: AtomicBool,
     inbound: Mutex<InboundRegistry>,
+    /// Answers members queries once the node registered it.
+    members: Mutex<Option<MembersSource>>,
+    /// Members removed from the cluster: their handshakes are refused with `MemberRemoved`.
+    removed: Mutex<HashSet<u64>>,
 }
+
+/// Lists the cluster's members for a members query (see [`TcpTransport::set_members_source`]).
+pub type MembersSource = Arc<dyn Fn() -> Vec<Member> + Send + Sync>;
 
 impl Shared {
     fn is_stopped(&self) -> bool {
@@ -315,6 +411,8 @@ impl TcpTransport {
             events,
             stopped: AtomicBool::new(false),
             inbound: Mutex::new(InboundRegistry::default()),
+            members: Mutex::new(None),
+            removed: Mutex::new(HashSet::new()),
         });
         let accept = {
             let shared = shared.clone();
@@ -340,6 +438,12 @@ impl TcpTransport {
     /// This member's id.
     pub fn local_id(&self) -> u64 {
         self.shared.local_id
+    }
+
+    /// Lets the transport answer members queries from members joining the cluster (etcd serves
+    /// them on the peer URL); until it is set they are answered `NotReady`.
+    pub fn set_members_source(&self, source: MembersSource) {
+        *lock(&self.shared.members) = Some(source);
     }
 
     /// Whether `id` is a known peer.
@@ -439,6 +543,9 @@ impl Transport for TcpTransport {
     }
 
     fn remove_peer(&self, id: u64) {
+        // Ids are never reused: from now on the member's handshakes are answered `MemberRemoved`,
+        // which tells it to stop.
+        lock(&self.shared.removed).insert(id);
         let Some(peer) = lock(&self.peers).remove(&id) else {
             return;
         };

@@ -12,7 +12,7 @@ pub mod record;
 pub mod segment;
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -193,6 +193,49 @@ impl Wal {
             entries: reading.entries,
         };
         Ok((wal, state))
+    }
+
+    /// The owner recorded in the log in `dir` (the member and cluster ids), read from the head
+    /// of its newest segment without replaying the log: a restarting member takes its identity
+    /// from here, not from its flags, as etcd does.
+    pub fn read_metadata(dir: &Path) -> Result<WalMetadata> {
+        let all = segment::list(dir).map_err(io_err(dir))?;
+        let Some((_, path)) = all.last() else {
+            return Err(WalError::NotFound(dir.to_path_buf()));
+        };
+        let mut head = Vec::with_capacity(4096);
+        File::open(path)
+            .and_then(|f| f.take(4096).read_to_end(&mut head))
+            .map_err(io_err(path))?;
+        let corrupted = |offset: u64, reason: String| WalError::Corrupted {
+            path: path.clone(),
+            offset,
+            reason,
+        };
+        let seed = peek_seed(&head).map_err(|reason| corrupted(0, reason))?;
+        let mut reader = RecordReader::new(&head, seed);
+        for _ in 0..2 {
+            match reader.next_record() {
+                Ok(Some(frame)) => {
+                    let record = WalRecord::decode(frame.kind, frame.payload)
+                        .map_err(|e| corrupted(frame.offset as u64, e.0))?;
+                    if let WalRecord::Metadata(m) = record {
+                        return Ok(m);
+                    }
+                }
+                Ok(None) => break,
+                Err(RecordError::Corrupted { offset, reason }) => {
+                    return Err(corrupted(offset as u64, reason));
+                }
+                Err(RecordError::TornTail { offset }) => {
+                    return Err(corrupted(offset as u64, "segment head cut short".into()));
+                }
+            }
+        }
+        Err(corrupted(
+            0,
+            "no metadata record at the segment head".into(),
+        ))
     }
 
     /// Cuts (and pre-allocates) segments at `bytes` instead of the default 64 MiB: for tests and

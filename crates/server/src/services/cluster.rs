@@ -3,9 +3,12 @@
 use node::membership::Member;
 use tonic::{Request, Response, Status};
 
-use super::{Ctx, blocking, header};
+use node::NodeError;
+
+use super::{Ctx, blocking, header, leader_channel};
 use crate::error::{EtcdError, to_status};
 use crate::proto::etcdserverpb as pb;
+use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::proto::etcdserverpb::cluster_server::Cluster;
 
 /// The Cluster service.
@@ -112,9 +115,17 @@ impl Cluster for ClusterService {
 
     async fn member_list(
         &self,
-        _request: Request<pb::MemberListRequest>,
+        request: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
-        let resp = self.ctx.node.member_list();
+        let resp = if request.into_inner().linearizable {
+            self.ctx
+                .node
+                .member_list_linearizable()
+                .await
+                .map_err(to_status)?
+        } else {
+            self.ctx.node.member_list()
+        };
         Ok(Response::new(pb::MemberListResponse {
             header: Some(header(resp.header)),
             members: members(resp.body),
@@ -129,11 +140,19 @@ impl Cluster for ClusterService {
         // The node checks the learner's progress synchronously: off the async workers.
         let node = self.ctx.node.clone();
         let pending = blocking(move || Ok(node.member_promote(r.id))).await?;
-        let resp = pending.await.map_err(to_status)?;
-        Ok(Response::new(pb::MemberPromoteResponse {
-            header: Some(header(resp.header)),
-            members: members(resp.body),
-        }))
+        match pending.await {
+            Ok(resp) => Ok(Response::new(pb::MemberPromoteResponse {
+                header: Some(header(resp.header)),
+                members: members(resp.body),
+            })),
+            // Only the leader knows whether the learner caught up: a follower asks it (etcd's
+            // `promoteMemberHTTP`).
+            Err(NodeError::NotLeader { .. }) if self.ctx.node.leader() != 0 => {
+                let channel = leader_channel(&self.ctx, self.ctx.node.leader()).await?;
+                ClusterClient::new(channel).member_promote(r).await
+            }
+            Err(e) => Err(to_status(e)),
+        }
     }
 }
 

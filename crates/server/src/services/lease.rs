@@ -177,18 +177,7 @@ impl Forwarder {
         {
             return Ok(client.clone());
         }
-        let members = ctx.node.member_list().body;
-        let url = members
-            .iter()
-            .find(|m| m.id == leader)
-            .and_then(|m| m.client_urls.first().cloned())
-            .ok_or_else(|| Status::unavailable("etcdserver: the leader's client URL is unknown"))?;
-        let channel = Channel::from_shared(url.clone())
-            .map_err(|e| Status::unavailable(format!("etcdserver: bad leader URL {url}: {e}")))?
-            .connect_timeout(Duration::from_secs(2))
-            .connect()
-            .await
-            .map_err(|e| Status::unavailable(format!("etcdserver: cannot reach leader: {e}")))?;
+        let channel = super::leader_channel(ctx, leader).await?;
         let client = LeaseClient::new(channel);
         self.leader = Some((leader, client.clone()));
         Ok(client)

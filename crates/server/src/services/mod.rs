@@ -59,6 +59,26 @@ where
         .map_err(|e| Status::internal(format!("etcdserver: task failed: {e}")))?
 }
 
+/// A gRPC channel to member `leader` at its published client URL: what a follower forwards
+/// leader-only requests over (etcd forwards them over its peer HTTP API instead).
+pub async fn leader_channel(
+    ctx: &Context,
+    leader: u64,
+) -> Result<tonic::transport::Channel, Status> {
+    let members = ctx.node.member_list().body;
+    let url = members
+        .iter()
+        .find(|m| m.id == leader)
+        .and_then(|m| m.client_urls.first().cloned())
+        .ok_or_else(|| Status::unavailable("etcdserver: the leader's client URL is unknown"))?;
+    tonic::transport::Channel::from_shared(url.clone())
+        .map_err(|e| Status::unavailable(format!("etcdserver: bad leader URL {url}: {e}")))?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(format!("etcdserver: cannot reach leader: {e}")))
+}
+
 /// Refuses a request whose encoding exceeds `--max-request-bytes` (etcd's
 /// `ErrRequestTooLarge`, checked before proposing).
 pub fn check_size(ctx: &Context, msg: &impl prost::Message) -> Result<(), Status> {

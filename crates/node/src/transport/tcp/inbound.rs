@@ -10,7 +10,7 @@ use std::time::Duration;
 use raft_core::raftpb::{Message, MessageType};
 
 use super::wire::{
-    self, HANDSHAKE_LEN, Handshake, HandshakeReply, HandshakeStatus, PROTOCOL_VERSION,
+    self, ClusterInfo, HANDSHAKE_LEN, Handshake, HandshakeReply, HandshakeStatus, PROTOCOL_VERSION,
     SNAPSHOT_ACK, SnapshotHeader, StreamKind, WireError,
 };
 use super::{PeerEvent, Shared, lock, spawn};
@@ -155,6 +155,9 @@ fn serve(shared: &Shared, conn_id: u64, s: &TcpStream, addr: SocketAddr) -> Resu
     let mut r = s;
     r.read_exact(&mut buf)?;
     let hs = Handshake::decode(&buf)?;
+    if hs.kind == StreamKind::Members && hs.version == PROTOCOL_VERSION {
+        return answer_members(shared, s, addr);
+    }
     let status = if hs.version != PROTOCOL_VERSION {
         HandshakeStatus::VersionMismatch
     } else if hs.cluster_id != shared.cluster_id {
@@ -163,6 +166,8 @@ fn serve(shared: &Shared, conn_id: u64, s: &TcpStream, addr: SocketAddr) -> Resu
         HandshakeStatus::WrongReceiver
     } else if hs.from == 0 || hs.from == shared.local_id {
         HandshakeStatus::BadSender
+    } else if lock(&shared.removed).contains(&hs.from) {
+        HandshakeStatus::MemberRemoved
     } else {
         HandshakeStatus::Accepted
     };
@@ -213,7 +218,36 @@ fn serve(shared: &Shared, conn_id: u64, s: &TcpStream, addr: SocketAddr) -> Resu
     match hs.kind {
         StreamKind::Message => read_messages(shared, s, &from),
         StreamKind::Snapshot => read_snapshots(shared, s, &from),
+        StreamKind::Members => Ok(()),
     }
+}
+
+/// Answers a members query with this cluster's id and members, or `NotReady` while the node
+/// has not registered its membership yet.
+fn answer_members(shared: &Shared, s: &TcpStream, addr: SocketAddr) -> Result<(), WireError> {
+    let source = lock(&shared.members).clone();
+    let info = source.map(|members| ClusterInfo {
+        cluster_id: shared.cluster_id,
+        members: members(),
+    });
+    let reply = HandshakeReply {
+        version: PROTOCOL_VERSION,
+        status: if info.is_some() {
+            HandshakeStatus::Accepted
+        } else {
+            HandshakeStatus::NotReady
+        },
+        cluster_id: shared.cluster_id,
+        id: shared.local_id,
+    };
+    let mut w = s;
+    w.write_all(&reply.encode())?;
+    if let Some(info) = info {
+        wire::write_frame(&mut w, &postcard::to_allocvec(&info)?)?;
+        w.flush()?;
+        tracing::info!(%addr, "answered a members query");
+    }
+    Ok(())
 }
 
 /// Whether a peer may send `m` to us.

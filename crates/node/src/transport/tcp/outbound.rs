@@ -38,7 +38,8 @@ impl Link {
 
     fn slot(kind: StreamKind) -> usize {
         match kind {
-            StreamKind::Message => 0,
+            // A peer link never makes members queries; they share the message slot.
+            StreamKind::Message | StreamKind::Members => 0,
             StreamKind::Snapshot => 1,
         }
     }
@@ -255,6 +256,13 @@ fn handshake(
             remote_cluster: reply.cluster_id,
             remote_id: reply.id,
         };
+        if reply.status == HandshakeStatus::MemberRemoved {
+            tracing::error!(
+                peer = %format_args!("{:x}", link.id),
+                "the peer says this member was removed from the cluster"
+            );
+            shared.report(PeerEvent::Removed);
+        }
         if reply.status == HandshakeStatus::ClusterMismatch {
             tracing::error!(
                 local_cluster = %format_args!("{:x}", shared.cluster_id),

@@ -11,12 +11,17 @@
 //!
 //! A *message* stream carries one postcard-encoded [`Message`] per frame. A *snapshot* stream
 //! carries, per snapshot, a [`SnapshotHeader`] frame, then the snapshot data in raw chunk frames,
-//! and the listener answers each complete snapshot with one [`SNAPSHOT_ACK`] byte.
+//! and the listener answers each complete snapshot with one [`SNAPSHOT_ACK`] byte. A *members*
+//! query (etcd's `GET /members` on the peer URL) is answered with one [`ClusterInfo`] frame; the
+//! dialer, a member joining a running cluster, knows neither the cluster id nor its own id yet,
+//! so both are 0 in its handshake.
 
 use std::io::{self, Read, Write};
 
 use raft_core::raftpb::Message;
 use serde::{Deserialize, Serialize};
+
+pub use crate::membership::ClusterInfo;
 
 /// The first bytes of every handshake and reply.
 pub const MAGIC: [u8; 4] = *b"FRCD";
@@ -38,6 +43,8 @@ pub enum StreamKind {
     Message,
     /// `MsgSnap` messages, each a header and data chunks.
     Snapshot,
+    /// One question: which cluster is this and who are its members.
+    Members,
 }
 
 impl StreamKind {
@@ -45,6 +52,7 @@ impl StreamKind {
         match self {
             StreamKind::Message => 1,
             StreamKind::Snapshot => 2,
+            StreamKind::Members => 3,
         }
     }
 
@@ -52,6 +60,7 @@ impl StreamKind {
         match b {
             1 => Some(StreamKind::Message),
             2 => Some(StreamKind::Snapshot),
+            3 => Some(StreamKind::Members),
             _ => None,
         }
     }
@@ -116,6 +125,10 @@ pub enum HandshakeStatus {
     BadSender,
     /// The listener has too many connections.
     Busy,
+    /// The listener cannot answer a members query yet (its node is still starting).
+    NotReady,
+    /// The dialer was removed from the cluster: it must stop (etcd's `410 Gone`).
+    MemberRemoved,
 }
 
 impl HandshakeStatus {
@@ -127,6 +140,8 @@ impl HandshakeStatus {
             HandshakeStatus::WrongReceiver => 3,
             HandshakeStatus::BadSender => 4,
             HandshakeStatus::Busy => 5,
+            HandshakeStatus::NotReady => 6,
+            HandshakeStatus::MemberRemoved => 7,
         }
     }
 
@@ -138,6 +153,8 @@ impl HandshakeStatus {
             3 => HandshakeStatus::WrongReceiver,
             4 => HandshakeStatus::BadSender,
             5 => HandshakeStatus::Busy,
+            6 => HandshakeStatus::NotReady,
+            7 => HandshakeStatus::MemberRemoved,
             _ => return None,
         })
     }

@@ -24,6 +24,19 @@ pub enum OpenEngineError {
     /// The engine exists but this binary was built without its cargo feature.
     #[error("storage engine `{0}` is not compiled into this build (rebuild with `--features {0}`)")]
     NotCompiled(EngineKind),
+    /// The directory holds another engine's files: opening it would start an empty store
+    /// beside the data instead of the data.
+    #[error(
+        "{dir} holds data of the `{found}` storage engine, not `{wanted}`: start with `--backend {found}` (to change engines, restore a snapshot into a new data dir)"
+    )]
+    Mismatch {
+        /// The engine directory.
+        dir: String,
+        /// The engine whose files are there.
+        found: EngineKind,
+        /// The engine asked for.
+        wanted: EngineKind,
+    },
     /// The engine failed to open its files.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -57,8 +70,29 @@ impl EngineKind {
             .collect()
     }
 
-    /// Opens (creating when absent) the engine's files in `dir` with the engine's defaults.
+    /// The engine whose files `dir` holds, if any (LMDB's `data.mdb`, RocksDB's `CURRENT`).
+    pub fn detect(dir: &Path) -> Option<EngineKind> {
+        if dir.join("data.mdb").exists() {
+            Some(EngineKind::Lmdb)
+        } else if dir.join("CURRENT").exists() {
+            Some(EngineKind::Rocks)
+        } else {
+            None
+        }
+    }
+
+    /// Opens (creating when absent) the engine's files in `dir` with the engine's defaults;
+    /// refuses a directory that holds another engine's files.
     pub fn open(self, dir: &Path) -> Result<Box<dyn Engine>, OpenEngineError> {
+        if let Some(found) = EngineKind::detect(dir)
+            && found != self
+        {
+            return Err(OpenEngineError::Mismatch {
+                dir: dir.display().to_string(),
+                found,
+                wanted: self,
+            });
+        }
         match self {
             #[cfg(feature = "lmdb")]
             EngineKind::Lmdb => Ok(Box::new(storage_lmdb::LmdbEngine::open(
@@ -141,6 +175,35 @@ mod tests {
             let read = backend.read_tx().unwrap();
             assert_eq!(read.get(Bucket::KEY, b"k").unwrap(), Some(b"v".to_vec()));
         }
+    }
+
+    #[test]
+    fn another_engines_directory_is_refused_not_overwritten() {
+        let lmdb_dir = tempfile::tempdir().unwrap();
+        std::fs::write(lmdb_dir.path().join("data.mdb"), b"").unwrap();
+        let rocks_dir = tempfile::tempdir().unwrap();
+        std::fs::write(rocks_dir.path().join("CURRENT"), b"MANIFEST-000001\n").unwrap();
+        assert_eq!(EngineKind::detect(lmdb_dir.path()), Some(EngineKind::Lmdb));
+        assert_eq!(
+            EngineKind::detect(rocks_dir.path()),
+            Some(EngineKind::Rocks)
+        );
+        for (dir, wanted, found) in [
+            (&lmdb_dir, EngineKind::Rocks, EngineKind::Lmdb),
+            (&rocks_dir, EngineKind::Lmdb, EngineKind::Rocks),
+        ] {
+            let err = wanted.open(dir.path()).err().unwrap();
+            assert!(
+                matches!(err, OpenEngineError::Mismatch { found: f, wanted: w, .. } if f == found && w == wanted),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains(&format!("--backend {found}")),
+                "{err}"
+            );
+        }
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(EngineKind::detect(empty.path()), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Ferrocd, MemberSpec, eventually};
+use common::{Ferrocd, MemberSpec, eventually, leader};
 
 /// Starts three members and waits until each serves linearizable reads.
 fn start_three(dir: &std::path::Path, names: [&str; 3]) -> (Vec<MemberSpec>, Vec<Ferrocd>) {
@@ -26,23 +26,6 @@ fn start_three(dir: &std::path::Path, names: [&str; 3]) -> (Vec<MemberSpec>, Vec
         m.wait_ready(Duration::from_secs(60));
     }
     (specs, members)
-}
-
-/// The leader's index and its member id (hex), once exactly one member leads.
-fn leader(members: &[Ferrocd]) -> (usize, String) {
-    eventually(Duration::from_secs(20), || {
-        let statuses: Vec<String> = members
-            .iter()
-            .map(|m| m.ok(&["endpoint", "status"]))
-            .collect();
-        let leads: Vec<usize> = (0..members.len())
-            .filter(|&i| statuses[i].split(", ").nth(4) == Some("true"))
-            .collect();
-        match leads[..] {
-            [l] => statuses[l].split(", ").nth(1).map(|id| (l, id.to_string())),
-            _ => None,
-        }
-    })
 }
 
 #[test]

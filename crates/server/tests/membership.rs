@@ -10,7 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Ferrocd, MemberSpec, eventually};
+use common::{Ferrocd, MemberSpec, eventually, leader};
 
 fn initial_cluster(specs: &[&MemberSpec]) -> String {
     specs
@@ -126,6 +126,29 @@ fn a_new_process_joins_as_learner_is_promoted_and_stops_once_removed() {
     let list = members[0].ok(&["member", "list"]);
     assert_eq!(list.lines().count(), 3, "{list}");
     members[0].ok(&["put", "after-removal", "ok"]);
+
+    // Removing the leader: it stops, the other two elect a leader among them and go on.
+    let (l, lead_id) = leader(&members);
+    let mut removed = members.remove(l);
+    members[0].ok(&["member", "remove", &lead_id]);
+    let status = removed
+        .wait_exit(Duration::from_secs(30))
+        .expect("a removed leader stops by itself");
+    assert!(status.success(), "exit status {status}");
+    eventually(Duration::from_secs(30), || {
+        members[0]
+            .ctl(&["put", "after-leader-removal", "ok"])
+            .status
+            .success()
+            .then_some(())
+    });
+    assert_eq!(
+        members[1]
+            .ok(&["get", "after-leader-removal", "--print-value-only"])
+            .trim(),
+        "ok"
+    );
+    assert_eq!(members[1].ok(&["member", "list"]).lines().count(), 2);
 }
 
 #[test]

@@ -401,3 +401,20 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The leader's index and its member id (hex), once exactly one member leads.
+pub fn leader(members: &[Ferrocd]) -> (usize, String) {
+    eventually(Duration::from_secs(20), || {
+        let statuses: Vec<String> = members
+            .iter()
+            .map(|m| m.ok(&["endpoint", "status"]))
+            .collect();
+        let leads: Vec<usize> = (0..members.len())
+            .filter(|&i| statuses[i].split(", ").nth(4) == Some("true"))
+            .collect();
+        match leads[..] {
+            [l] => statuses[l].split(", ").nth(1).map(|id| (l, id.to_string())),
+            _ => None,
+        }
+    })
+}

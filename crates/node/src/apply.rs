@@ -307,10 +307,12 @@ impl Applier {
                 let mut txn = store.write()?;
                 txn.create_bucket(Bucket::ALARM)?;
                 let mut alarms = self.shared.alarms.lock();
-                match action {
+                // Like etcd, the answer is the alarm raised, or the alarms cleared.
+                let list = match action {
                     AlarmAction::Activate => {
                         txn.raw_put(Bucket::ALARM, &alarm_key(member_id, alarm), b"")?;
                         alarms.insert((member_id, alarm));
+                        vec![(member_id, alarm)]
                     }
                     AlarmAction::Deactivate => {
                         let gone: Vec<_> = alarms
@@ -318,13 +320,13 @@ impl Applier {
                             .copied()
                             .filter(|(m, a)| *a == alarm && (member_id == 0 || *m == member_id))
                             .collect();
-                        for (m, a) in gone {
+                        for &(m, a) in &gone {
                             txn.raw_delete(Bucket::ALARM, &alarm_key(m, a))?;
                             alarms.remove(&(m, a));
                         }
+                        gone
                     }
-                }
-                let list = alarms.iter().copied().collect();
+                };
                 drop(alarms);
                 txn.set_consistent_index(e.index, e.term);
                 let committed = txn.end()?;

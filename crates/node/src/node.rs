@@ -1260,7 +1260,7 @@ impl Node {
         self.shared().alarms.lock().iter().copied().collect()
     }
 
-    /// Clears `alarm` for `member_id` (0: every member); returns the alarms left.
+    /// Clears `alarm` for `member_id` (0: every member); returns the alarms cleared (etcd's answer).
     pub fn alarm_deactivate(
         &self,
         member_id: u64,
@@ -1269,7 +1269,7 @@ impl Node {
         self.alarm(AlarmAction::Deactivate, member_id, alarm)
     }
 
-    /// Raises `alarm` for `member_id`.
+    /// Raises `alarm` for `member_id`; returns it (etcd's answer).
     pub fn alarm_activate(
         &self,
         member_id: u64,

@@ -97,3 +97,53 @@ fn defrag_snapshot_and_alarms() {
     assert_eq!(f.ok(&["alarm", "list"]), "");
     assert_eq!(f.ok(&["alarm", "disarm"]), "");
 }
+
+/// etcd's documented way out of a full backend: writes fail with NOSPACE and the alarm is
+/// raised; compact, defrag and disarm, and writes are accepted again. Nothing written before
+/// is lost, and reads and deletes keep working while the alarm is on.
+#[test]
+fn quota_exceeded_raises_nospace_until_compact_defrag_disarm() {
+    let f = Ferrocd::start_with(&["--quota-backend-bytes", "2000000"]);
+    let value = "x".repeat(60_000);
+    let mut failed = None;
+    for i in 0..200 {
+        let out = f.ctl(&["put", &format!("k{}", i % 5), &value]);
+        if !out.status.success() {
+            failed = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            break;
+        }
+    }
+    let err = failed.expect("a 2 MB quota is exceeded by 200 puts of 60 kB");
+    assert!(
+        err.contains("etcdserver: mvcc: database space exceeded"),
+        "{err}"
+    );
+    let id = f
+        .ok(&["endpoint", "status"])
+        .split(", ")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let id = u64::from_str_radix(&id, 16).unwrap();
+    let alarm = format!("memberID:{id} alarm:NOSPACE \n");
+    common::eventually(std::time::Duration::from_secs(10), || {
+        (f.ok(&["alarm", "list"]) == alarm).then_some(())
+    });
+    // Reads and deletes still work; writes do not.
+    assert_eq!(f.ok(&["get", "k1", "--print-value-only"]).trim(), value);
+    assert_eq!(f.ok(&["del", "k4"]), "1\n");
+    assert!(
+        f.err(&["put", "small", "v"])
+            .contains("database space exceeded")
+    );
+
+    let rev = f.ok(&["get", "k1", "-w", "json"]);
+    let rev: serde_json::Value = serde_json::from_str(&rev).unwrap();
+    let rev = rev["header"]["revision"].as_i64().unwrap();
+    f.ok(&["compaction", &rev.to_string(), "--physical"]);
+    f.ok(&["defrag"]);
+    assert_eq!(f.ok(&["alarm", "disarm"]), alarm);
+    assert_eq!(f.ok(&["alarm", "list"]), "");
+    f.ok(&["put", "small", "v"]);
+    assert_eq!(f.ok(&["get", "k1", "--print-value-only"]).trim(), value);
+}

@@ -221,3 +221,33 @@ fn member_and_cluster_ids_are_etcds() {
         "member ids"
     );
 }
+
+#[test]
+fn member_update_changes_peer_urls() {
+    let f = Ferrocd::start();
+    let id = f
+        .ok(&["member", "list"])
+        .split(", ")
+        .next()
+        .unwrap()
+        .to_owned();
+    let new_url = format!("http://127.0.0.1:{}", common::free_port());
+    assert_eq!(
+        f.ok(&["member", "update", &id, &format!("--peer-urls={new_url}")]),
+        format!(
+            "Member {id} updated in cluster {}\n",
+            f.ok(&["member", "list", "-w", "json"])
+                .split("\"cluster_id\":")
+                .nth(1)
+                .and_then(|s| s.split(',').next())
+                .map(|s| format!("{:x}", s.parse::<u64>().unwrap()))
+                .unwrap()
+        )
+    );
+    assert!(
+        f.ok(&["member", "list"]).contains(&new_url),
+        "the member list shows the new peer URL"
+    );
+    let err = f.err(&["member", "update", "1234", "--peer-urls=http://127.0.0.1:1"]);
+    assert!(err.contains("etcdserver: member not found"), "{err}");
+}

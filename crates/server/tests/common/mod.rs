@@ -310,21 +310,38 @@ impl Ferrocd {
     }
 }
 
-/// Waits for `child` at most `timeout` (then kills it) and collects its output.
+/// Waits for `child` at most `timeout` (then kills it) and collects its output. The pipes are
+/// drained while it runs, so an output larger than a pipe buffer cannot stall it.
 pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
+    use std::io::Read;
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let deadline = Instant::now() + timeout;
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(_)) => break,
+            Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
-                break;
+                break child.wait().expect("reaping a killed child");
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => panic!("waiting for a child: {e}"),
         }
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
     }
-    child.wait_with_output().expect("child output")
 }
 
 pub fn etcdctl_timeout(endpoint: &str, args: &[&str], command_timeout: &str) -> Output {

@@ -308,9 +308,11 @@ impl RaftLoop {
         }
         if !rd.messages.is_empty() {
             let mut msgs = std::mem::take(&mut rd.messages);
-            for m in &mut msgs {
-                if m.msg_type == MessageType::MsgSnap {
-                    self.fill_snapshot(m);
+            if !self.transport.streams_snapshot_files() {
+                for m in &mut msgs {
+                    if m.msg_type == MessageType::MsgSnap {
+                        self.fill_snapshot(m);
+                    }
                 }
             }
             self.transport.send(msgs);
@@ -388,6 +390,9 @@ impl RaftLoop {
             snapshot::save_db(&self.paths, meta.term, meta.index, data.as_slice())
                 .map_err(crate::error::StartError::io("saving a received snapshot"))?;
         }
+        // A transport that streams snapshot files wrote the data there already; the bootstrap
+        // snapshot has none.
+        let has_data = !data.is_empty() || self.paths.db_file(meta.term, meta.index).exists();
         snapshot::save_meta(&self.paths, &meta)
             .map_err(crate::error::StartError::io("saving snapshot metadata"))?;
         self.wal.save_snapshot(SnapshotMarker {
@@ -397,10 +402,7 @@ impl RaftLoop {
         if let Err(e) = self.raw.store_mut().apply_snapshot(snap) {
             tracing::warn!(error = %e, "raft storage refused the snapshot");
         }
-        let _ = self.apply.send(ApplyTask::Snapshot {
-            meta,
-            has_data: !data.is_empty(),
-        });
+        let _ = self.apply.send(ApplyTask::Snapshot { meta, has_data });
         Ok(())
     }
 

@@ -9,10 +9,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use node::membership::{ClusterInfo, Member};
+use node::snapshot::DataPaths;
 use node::transport::tcp::wire::{
     self, Handshake, HandshakeReply, HandshakeStatus, PROTOCOL_VERSION, REPLY_LEN, StreamKind,
 };
-use node::transport::tcp::{TcpConfig, TcpTransport, listen_addrs, url_host_port};
+use node::transport::tcp::{TcpConfig, TcpTransport, fetch_cluster, listen_addrs, url_host_port};
 use node::transport::{PeerEvent, Transport};
 use raft_core::raftpb::{Entry, EntryType, Message, MessageType, Snapshot};
 
@@ -294,6 +296,81 @@ fn snapshot_message(from: u64, to: u64, len: usize) -> Message {
     snap.metadata.conf_state.voters = vec![1, 2, 3];
     m.snapshot = Some(snap);
     m
+}
+
+/// With snapshot files, the data goes from the sender's `.snap.db` file into the receiver's
+/// without being held in a message: the delivered `MsgSnap` has empty data and the file is
+/// there, whole, before the message is delivered.
+#[test]
+fn snapshot_files_are_streamed_file_to_file() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let paths_a = DataPaths::new(dir_a.path());
+    let paths_b = DataPaths::new(dir_b.path());
+    let with_files = |paths: &DataPaths| TcpConfig {
+        snapshot_files: Some(paths.clone()),
+        snapshot_chunk_len: 64 << 10,
+        ..fast_config()
+    };
+    let (a, arx) = start_cfg(1, CLUSTER, with_files(&paths_a));
+    let (b, brx) = start_cfg(2, CLUSTER, with_files(&paths_b));
+    assert!(a.streams_snapshot_files());
+    a.add_peer(2, &[url(&b)]);
+
+    let mut snap = snapshot_message(1, 2, 3 << 20);
+    let data = std::mem::take(&mut snap.snapshot.as_mut().unwrap().data);
+    std::fs::create_dir_all(&paths_a.snap).unwrap();
+    std::fs::write(paths_a.db_file(5, 1234), &data).unwrap();
+    a.send(vec![snap.clone()]);
+    let got = recv_messages(&brx, 1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1);
+    assert!(got[0] == snap, "the message arrives without data");
+    assert_eq!(std::fs::read(paths_b.db_file(5, 1234)).unwrap(), data);
+    assert!(!paths_b.db_file(5, 1234).with_extension("db.part").exists());
+    let status = wait_event(&arx, WAIT, |e| {
+        matches!(e, PeerEvent::SnapshotStatus { .. })
+    });
+    assert!(matches!(
+        status,
+        Some(PeerEvent::SnapshotStatus {
+            to: 2,
+            failed: false
+        })
+    ));
+
+    // No file (the bootstrap snapshot): an empty snapshot, no file on the receiver.
+    let mut empty = snapshot_message(1, 2, 0);
+    empty.snapshot.as_mut().unwrap().metadata.index = 1;
+    a.send(vec![empty.clone()]);
+    let got = recv_messages(&brx, 1, WAIT);
+    assert!(got.first() == Some(&empty));
+    assert!(!paths_b.db_file(5, 1).exists());
+}
+
+/// A members query (a member joining a running cluster) is answered `NotReady` until the node
+/// registered its membership, then with the cluster id and the members.
+#[test]
+fn members_query_answers_once_a_source_is_set() {
+    let (a, _arx) = start(1, CLUSTER);
+    let err = fetch_cluster(&[url(&a)], Duration::from_millis(300)).unwrap_err();
+    assert!(err.to_string().contains("NotReady"), "{err}");
+    let member = Member {
+        id: 1,
+        name: "a".into(),
+        peer_urls: vec![url(&a)],
+        client_urls: vec!["http://127.0.0.1:2379".into()],
+        is_learner: false,
+    };
+    let listed = vec![member.clone()];
+    a.set_members_source(std::sync::Arc::new(move || listed.clone()));
+    let info = fetch_cluster(&[format!("http://{}", free_addr()), url(&a)], WAIT).unwrap();
+    assert_eq!(
+        info,
+        ClusterInfo {
+            cluster_id: CLUSTER,
+            members: vec![member]
+        }
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use node::engine::EngineKind;
 use node::membership;
 use node::membership::ClusterInfo;
 use node::snapshot::DataPaths;
-use node::transport::tcp::{TcpTransport, fetch_cluster, listen_addrs};
+use node::transport::tcp::{TcpConfig, TcpTransport, fetch_cluster, listen_addrs};
 use node::wal::Wal;
 use node::{ClusterState, Node, NodeConfig};
 use server::config::BackendKind;
@@ -99,8 +99,17 @@ fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let addrs = listen_addrs(&config.listen_peer_urls).context("--listen-peer-urls")?;
     let transport = Arc::new(
-        TcpTransport::start(member_id, cluster_id, addrs, events_tx)
-            .context("starting the peer transport")?,
+        TcpTransport::start_with_config(
+            member_id,
+            cluster_id,
+            addrs,
+            events_tx,
+            TcpConfig {
+                snapshot_files: Some(DataPaths::new(config.data_dir.as_ref())),
+                ..TcpConfig::default()
+            },
+        )
+        .context("starting the peer transport")?,
     );
     let mut nc = NodeConfig::new(
         config.name.clone(),

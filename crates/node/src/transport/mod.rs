@@ -3,8 +3,9 @@
 //! The raft loop hands outgoing messages to a [`Transport`] and receives incoming ones, plus
 //! delivery failures, as [`PeerEvent`]s on a crossbeam channel it selects over. Implementations
 //! never block the raft loop: a full queue drops the message and reports the peer unreachable
-//! (raft retries). Snapshots travel inside `MsgSnap`, whose `snapshot.data` holds the whole
-//! mvcc backend snapshot.
+//! (raft retries). Snapshots travel inside `MsgSnap`: in memory in `snapshot.data` (in-process
+//! transports), or streamed from the sender's snapshot file into the receiver's by a transport
+//! that [`Transport::streams_snapshot_files`], so a large backend is never held in memory.
 //!
 //! [`local`] connects nodes in one process (tests); `tcp` connects processes.
 
@@ -25,6 +26,13 @@ pub trait Transport: Send + Sync + 'static {
     fn remove_peer(&self, id: u64);
     /// Member `id` moved to `peer_urls`.
     fn update_peer(&self, id: u64, peer_urls: &[String]);
+    /// Whether the transport streams snapshot data between the members' snapshot files itself:
+    /// an outgoing `MsgSnap` then leaves with empty `snapshot.data` (the sender reads the
+    /// `.snap.db` file), and an incoming one arrives with its `.snap.db` file already written
+    /// and empty `snapshot.data`. Otherwise the data travels inside the message.
+    fn streams_snapshot_files(&self) -> bool {
+        false
+    }
 }
 
 /// What the transport tells the raft loop.

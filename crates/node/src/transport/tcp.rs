@@ -8,8 +8,11 @@
 //!   peer is backed off are dropped (raft retransmits).
 //! - `MsgSnap` goes through a per-peer **snapshot sender** on its own connection per snapshot,
 //!   the data cut into [`TcpConfig::snapshot_chunk_len`] chunks, so a large snapshot never holds
-//!   up the message stream. The receiver reassembles it, delivers one [`Message`] and acks;
-//!   the sender then reports [`PeerEvent::SnapshotStatus`].
+//!   up the message stream. With [`TcpConfig::snapshot_files`] the sender reads the chunks from
+//!   its `.snap.db` file and the receiver writes them to its own (synced, then renamed into
+//!   place), so neither holds the snapshot in memory; without, the data travels in the message.
+//!   The receiver delivers one [`Message`] and acks; the sender then reports
+//!   [`PeerEvent::SnapshotStatus`].
 //! - Listeners accept on one thread; each inbound connection has a reader thread. A new message
 //!   stream from a peer replaces its previous one.
 //!
@@ -35,6 +38,7 @@ use raft_core::raftpb::{Message, MessageType};
 
 use super::{PeerEvent, Transport};
 use crate::membership::Member;
+use crate::snapshot::DataPaths;
 use inbound::InboundRegistry;
 use outbound::Peer;
 use wire::{ClusterInfo, HandshakeStatus, WireError};
@@ -69,6 +73,10 @@ pub struct TcpConfig {
     pub max_inbound: usize,
     /// The longest [`TcpTransport::stop`] waits for its threads.
     pub stop_timeout: Duration,
+    /// The member's data directory layout: when set, snapshots are streamed from the sender's
+    /// `.snap.db` file into the receiver's, chunk by chunk, never whole in memory (see
+    /// [`Transport::streams_snapshot_files`]); when `None`, they travel in `snapshot.data`.
+    pub snapshot_files: Option<DataPaths>,
 }
 
 impl Default for TcpConfig {
@@ -87,6 +95,7 @@ impl Default for TcpConfig {
             backoff_max: Duration::from_secs(2),
             max_inbound: 1024,
             stop_timeout: Duration::from_secs(5),
+            snapshot_files: None,
         }
     }
 }
@@ -559,6 +568,10 @@ impl Transport for TcpTransport {
         for h in done {
             let _ = h.join();
         }
+    }
+
+    fn streams_snapshot_files(&self) -> bool {
+        self.shared.config.snapshot_files.is_some()
     }
 
     fn update_peer(&self, id: u64, peer_urls: &[String]) {

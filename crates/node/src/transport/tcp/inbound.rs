@@ -308,21 +308,25 @@ fn read_snapshots(shared: &Shared, s: &TcpStream, from: &str) -> Result<(), Wire
         if !acceptable(shared, &m, from) {
             return Err(WireError::Protocol("misaddressed snapshot".into()));
         }
-        let len = usize::try_from(header.data_len)
-            .map_err(|_| WireError::Protocol("snapshot too large for this platform".into()))?;
-        let mut data = Vec::with_capacity(len.min(64 << 20));
-        while data.len() < len {
-            let before = data.len();
-            if !wire::read_frame(&mut r, cfg.max_frame_len, &mut data)? {
-                return Err(WireError::Protocol("stream ended inside a snapshot".into()));
+        let len = header.data_len;
+        let (term, index) = m
+            .snapshot
+            .as_ref()
+            .map_or((0, 0), |s| (s.metadata.term, s.metadata.index));
+        match &cfg.snapshot_files {
+            Some(paths) if len > 0 => {
+                receive_to_file(&mut r, cfg.max_frame_len, len, &paths.db_file(term, index))?;
             }
-            if data.len() == before || data.len() > len {
-                return Err(WireError::Protocol("snapshot chunks do not add up".into()));
+            _ => {
+                let mut data = Vec::new();
+                receive_chunks(&mut r, cfg.max_frame_len, len, |chunk| {
+                    data.extend_from_slice(chunk);
+                    Ok(())
+                })?;
+                if let Some(snap) = m.snapshot.as_mut() {
+                    snap.data = data;
+                }
             }
-        }
-        let index = m.snapshot.as_ref().map_or(0, |s| s.metadata.index);
-        if let Some(snap) = m.snapshot.as_mut() {
-            snap.data = data;
         }
         tracing::info!(from = %from, index, bytes = len, "snapshot received");
         if !shared.deliver(PeerEvent::Message(m), &|| false) {
@@ -331,4 +335,55 @@ fn read_snapshots(shared: &Shared, s: &TcpStream, from: &str) -> Result<(), Wire
         w.write_all(&[SNAPSHOT_ACK])?;
         w.flush()?;
     }
+}
+
+/// Reads chunk frames until `len` bytes arrived, handing each chunk to `sink`.
+fn receive_chunks(
+    r: &mut impl Read,
+    max_frame_len: usize,
+    len: u64,
+    mut sink: impl FnMut(&[u8]) -> Result<(), WireError>,
+) -> Result<(), WireError> {
+    let mut got = 0u64;
+    let mut buf = Vec::new();
+    while got < len {
+        buf.clear();
+        if !wire::read_frame(r, max_frame_len, &mut buf)? {
+            return Err(WireError::Protocol("stream ended inside a snapshot".into()));
+        }
+        got += buf.len() as u64;
+        if buf.is_empty() || got > len {
+            return Err(WireError::Protocol("snapshot chunks do not add up".into()));
+        }
+        sink(&buf)?;
+    }
+    Ok(())
+}
+
+/// Streams a snapshot's chunks into `path`: written to a `.part` file, synced, then renamed
+/// into place, so a snapshot file is either whole or absent.
+fn receive_to_file(
+    r: &mut impl Read,
+    max_frame_len: usize,
+    len: u64,
+    path: &std::path::Path,
+) -> Result<(), WireError> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| WireError::Protocol(format!("no directory for {}", path.display())))?;
+    std::fs::create_dir_all(dir)?;
+    let part = path.with_extension("db.part");
+    let result = (|| {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&part)?);
+        receive_chunks(r, max_frame_len, len, |chunk| Ok(f.write_all(chunk)?))?;
+        let f = f.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&part, path)?;
+        crate::wal::segment::sync_dir(dir)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    result
 }

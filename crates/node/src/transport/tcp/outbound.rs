@@ -447,17 +447,90 @@ fn snapshot_sender(shared: &Shared, link: &Link, rx: &Receiver<Message>, stop_rx
     tracing::debug!(peer = %peer, "snapshot sender stopped");
 }
 
+/// Where a snapshot's data comes from: the message itself, or the sender's snapshot file.
+enum SnapshotData {
+    Memory(Vec<u8>),
+    File(std::fs::File, u64),
+}
+
+impl SnapshotData {
+    /// The data of `m`: taken out of the message, or opened from the snapshot file when the
+    /// transport streams files (no file: the empty bootstrap snapshot).
+    fn take(shared: &Shared, m: &mut Message) -> Result<SnapshotData, TransportError> {
+        let Some(snap) = m.snapshot.as_mut() else {
+            return Ok(SnapshotData::Memory(Vec::new()));
+        };
+        let data = std::mem::take(&mut snap.data);
+        let Some(paths) = &shared.config.snapshot_files else {
+            return Ok(SnapshotData::Memory(data));
+        };
+        if !data.is_empty() {
+            return Ok(SnapshotData::Memory(data));
+        }
+        let path = paths.db_file(snap.metadata.term, snap.metadata.index);
+        match std::fs::File::open(&path) {
+            Ok(f) => {
+                let len = f.metadata().map_err(io_err)?.len();
+                Ok(SnapshotData::File(f, len))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(SnapshotData::Memory(Vec::new()))
+            }
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            SnapshotData::Memory(d) => d.len() as u64,
+            SnapshotData::File(_, len) => *len,
+        }
+    }
+
+    /// Writes the data as chunk frames of at most `chunk` bytes, checking `stop` between them.
+    fn write_chunks(
+        &mut self,
+        w: &mut impl Write,
+        chunk: usize,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(), TransportError> {
+        let stopped =
+            || -> TransportError { WireError::Protocol("transport stopped".into()).into() };
+        match self {
+            SnapshotData::Memory(data) => {
+                for c in data.chunks(chunk) {
+                    if stop() {
+                        return Err(stopped());
+                    }
+                    wire::write_frame(w, c)?;
+                }
+            }
+            SnapshotData::File(f, len) => {
+                let mut buf = vec![0u8; chunk];
+                let mut left = *len;
+                while left > 0 {
+                    if stop() {
+                        return Err(stopped());
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(chunk);
+                    f.read_exact(&mut buf[..n]).map_err(io_err)?;
+                    wire::write_frame(w, &buf[..n])?;
+                    left -= n as u64;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Sends one `MsgSnap` and waits for the receiver's ack; returns the data's size.
 fn send_snapshot(shared: &Shared, link: &Link, mut m: Message) -> Result<u64, TransportError> {
     let cfg = &shared.config;
-    let data = m
-        .snapshot
-        .as_mut()
-        .map(|s| std::mem::take(&mut s.data))
-        .unwrap_or_default();
+    let mut data = SnapshotData::take(shared, &mut m)?;
+    let data_len = data.len();
     let header = SnapshotHeader {
         message: m,
-        data_len: data.len() as u64,
+        data_len,
     };
     let header = postcard::to_allocvec(&header).map_err(WireError::from)?;
     if header.len() > cfg.max_frame_len {
@@ -471,12 +544,11 @@ fn send_snapshot(shared: &Shared, link: &Link, mut m: Message) -> Result<u64, Tr
     let mut w = BufWriter::with_capacity(64 << 10, &stream);
     let written = (|| {
         wire::write_frame(&mut w, &header)?;
-        for chunk in data.chunks(cfg.snapshot_chunk_len.min(cfg.max_frame_len).max(1)) {
-            if link.is_stopped() || shared.is_stopped() {
-                return Err(WireError::Protocol("transport stopped".into()).into());
-            }
-            wire::write_frame(&mut w, chunk)?;
-        }
+        data.write_chunks(
+            &mut w,
+            cfg.snapshot_chunk_len.min(cfg.max_frame_len).max(1),
+            &|| link.is_stopped() || shared.is_stopped(),
+        )?;
         w.flush().map_err(io_err)
     })();
     // Never flush on drop: after a failure that could block for the write timeout again.
@@ -494,5 +566,5 @@ fn send_snapshot(shared: &Shared, link: &Link, mut m: Message) -> Result<u64, Tr
     if ack[0] != SNAPSHOT_ACK {
         return Err(WireError::Protocol(format!("bad snapshot ack {:#04x}", ack[0])).into());
     }
-    Ok(data.len() as u64)
+    Ok(data_len)
 }

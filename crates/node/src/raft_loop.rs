@@ -67,6 +67,11 @@ pub(crate) struct RaftLoop {
     pub(crate) transfer: Option<(u64, Instant, Completer<()>)>,
 }
 
+/// Peer events, and separately commands, taken per loop turn before a Ready is handled.
+const MAX_BATCH: usize = 256;
+/// Readies handled back to back per loop turn (each may produce the next).
+const MAX_READY_ROUNDS: usize = 4;
+
 impl RaftLoop {
     pub(crate) fn run(mut self) {
         // A member that is the only voter needs no one's vote: fast-forward its election clock
@@ -92,16 +97,33 @@ impl RaftLoop {
                 },
                 recv(self.stop) -> _ => break,
             }
-            // Batch whatever else arrived before handling the Ready.
-            for _ in 0..256 {
+            // Batch whatever else arrived before handling the Ready: one fsync then covers
+            // every proposal and message taken here.
+            for _ in 0..MAX_BATCH {
                 match self.peers.try_recv() {
                     Ok(ev) => self.on_peer_event(ev),
                     Err(_) => break,
                 }
             }
-            if self.raw.has_ready()
-                && let Err(e) = self.on_ready()
-            {
+            for _ in 0..MAX_BATCH {
+                match self.commands.try_recv() {
+                    Ok(cmd) => self.on_command(cmd),
+                    Err(_) => break,
+                }
+            }
+            // Handling a Ready can make the next one at once (a lone voter commits what it
+            // just persisted): handle those now rather than on the next tick.
+            let mut failed = None;
+            for _ in 0..MAX_READY_ROUNDS {
+                if !self.raw.has_ready() {
+                    break;
+                }
+                if let Err(e) = self.on_ready() {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = failed {
                 tracing::error!(error = %e, "persisting raft state failed; stopping the raft loop");
                 break;
             }

@@ -1,5 +1,10 @@
-//! `cargo xtask bench SUITE`: runs a criterion suite, then prints the medians it measured side by
-//! side with the ratios between them. Figures only: a benchmark never passes or fails on time.
+//! `cargo xtask bench`: figures only, a benchmark never passes or fails on time.
+//!
+//! - `bench storage [FILTER]`: runs a criterion suite, then prints the medians it measured side
+//!   by side with the ratios between them.
+//! - `bench put|range|txn-put|watch|suite`: etcd-style load (`ferrocd-bench`) against etcd and
+//!   ferrocd clusters, with a table of ratios and a report in `docs/benchmarks/`
+//!   ([`crate::bench_load`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,11 +12,136 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::bench_load::{self, Consistency, Keys, Load, Matrix, WatchFlags};
 use crate::{cargo, workspace_root};
 
+/// What `cargo xtask bench` measures.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// The storage layer (etcd's batching backend) against the raw engines (criterion).
+    Storage {
+        /// Only benchmarks whose name contains this (criterion's filter).
+        filter: Option<String>,
+    },
+    /// Puts (etcd's `benchmark put`) against etcd and ferrocd.
+    Put {
+        #[command(flatten)]
+        matrix: Matrix,
+        #[command(flatten)]
+        load: Load,
+        #[command(flatten)]
+        keys: Keys,
+    },
+    /// Reads of preloaded keys (etcd's `benchmark range`), linearizable and/or serializable.
+    Range {
+        #[command(flatten)]
+        matrix: Matrix,
+        #[command(flatten)]
+        load: Load,
+        #[command(flatten)]
+        keys: Keys,
+        /// Linearizable (l) and/or serializable (s) reads.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "l,s")]
+        consistency: Vec<Consistency>,
+    },
+    /// Transactions of puts (etcd's `benchmark txn-put`).
+    TxnPut {
+        #[command(flatten)]
+        matrix: Matrix,
+        #[command(flatten)]
+        load: Load,
+        #[command(flatten)]
+        keys: Keys,
+        /// Puts per transaction.
+        #[arg(long, default_value_t = 1)]
+        txn_ops: usize,
+    },
+    /// Watch event latency: watchers on a key, paced puts to it.
+    Watch {
+        #[command(flatten)]
+        matrix: Matrix,
+        #[command(flatten)]
+        load: Load,
+        #[command(flatten)]
+        watch: WatchFlags,
+    },
+    /// Issue #8's figures: writes with 1 and 1 000 clients, linearizable and serializable reads,
+    /// txn-put, watch, RSS and disk after 1 million keys; on 1 and 3 members by default.
+    Suite {
+        #[command(flatten)]
+        matrix: Matrix,
+        /// Multiplies every total (1: full size; 0.01: a CI-sized run).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Only the workloads whose label contains one of these (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+}
+
+/// Runs `cargo xtask bench COMMAND`.
+pub(crate) fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Storage { filter } => run_suite(Suite::Storage, filter.as_deref()),
+        Command::Put { matrix, load, keys } => {
+            bench_load::run(&matrix, &[bench_load::put_row(&load, &keys)], "put", &[1])
+        }
+        Command::Range {
+            matrix,
+            load,
+            keys,
+            consistency,
+        } => {
+            let rows: Vec<_> = consistency
+                .iter()
+                .map(|&c| bench_load::range_row(&load, &keys, c))
+                .collect();
+            bench_load::run(&matrix, &rows, "range", &[1])
+        }
+        Command::TxnPut {
+            matrix,
+            load,
+            keys,
+            txn_ops,
+        } => bench_load::run(
+            &matrix,
+            &[bench_load::txn_put_row(&load, &keys, txn_ops)],
+            "txn-put",
+            &[1],
+        ),
+        Command::Watch {
+            matrix,
+            load,
+            watch,
+        } => bench_load::run(
+            &matrix,
+            &[bench_load::watch_row(&load, &watch)],
+            "watch",
+            &[1],
+        ),
+        Command::Suite {
+            matrix,
+            scale,
+            only,
+        } => {
+            if !(scale > 0.0 && scale.is_finite()) {
+                anyhow::bail!("--scale must be a positive number");
+            }
+            let rows: Vec<_> = bench_load::suite_rows(scale)
+                .into_iter()
+                .filter(|r| only.is_empty() || only.iter().any(|o| r.label().contains(o.as_str())))
+                .collect();
+            if rows.is_empty() {
+                anyhow::bail!("--only matches no workload of the suite");
+            }
+            bench_load::run(&matrix, &rows, "suite", &[1, 3])
+        }
+    }
+}
+
 /// A criterion suite `cargo xtask bench` knows how to run and summarise.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub(crate) enum Suite {
+#[derive(Clone, Copy, Debug)]
+enum Suite {
     /// The storage layer (etcd's batching backend) against the raw engines, on every engine.
     Storage,
 }
@@ -26,7 +156,7 @@ impl Suite {
 }
 
 /// Runs `suite` (with `filter`, a criterion name filter, when given) and prints its summary.
-pub(crate) fn run(suite: Suite, filter: Option<&str>) -> Result<()> {
+fn run_suite(suite: Suite, filter: Option<&str>) -> Result<()> {
     let spinner = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {elapsed} {msg}")
             .context("progress bar template")?,

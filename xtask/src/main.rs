@@ -1,6 +1,9 @@
 //! `cargo xtask`: the project's automation, so that CI and developers run the very same steps.
 
 mod bench;
+mod bench_chart;
+mod bench_cluster;
+mod bench_load;
 mod conformance_raft;
 mod conformance_storage;
 
@@ -34,13 +37,10 @@ enum Task {
         #[arg(long, default_value_t = 2_000)]
         seeds: u64,
     },
-    /// Runs a criterion benchmark suite and prints its medians and ratios.
+    /// Benchmarks: criterion suites, and etcd-style load against etcd and ferrocd clusters.
     Bench {
-        /// The suite.
-        #[arg(value_enum)]
-        suite: bench::Suite,
-        /// Only benchmarks whose name contains this (criterion's filter).
-        filter: Option<String>,
+        #[command(subcommand)]
+        command: Box<bench::Command>,
     },
 }
 
@@ -67,7 +67,7 @@ fn main() -> Result<()> {
         Task::Conformance {
             suite: Conformance::Storage,
         } => conformance_storage::run(),
-        Task::Bench { suite, filter } => bench::run(suite, filter.as_deref()),
+        Task::Bench { command } => bench::run(*command),
         Task::Sim { seeds } => cargo_env(
             "simulation",
             &[

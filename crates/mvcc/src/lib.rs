@@ -47,6 +47,7 @@ pub use store::{
     WriteTxn,
 };
 pub use tree_index::{KeySpan, TreeIndex};
+pub use txn_check::check_txn;
 pub use watch::{
     Event, EventKind, WatchConfig, WatchError, WatchFilters, WatchId, WatchResponse, WatchStream,
     WatchableStore,

@@ -41,7 +41,7 @@ fn check_shape(t: &TxnRequest) -> Result<()> {
 
 /// Validates a transaction: its shape, then that no branch puts a key twice or puts a key it
 /// also deletes (etcd's `checkIntervals`, on each branch).
-pub(crate) fn check_txn(t: &TxnRequest) -> Result<()> {
+pub fn check_txn(t: &TxnRequest) -> Result<()> {
     check_shape(t)?;
     check_intervals(&t.success)?;
     check_intervals(&t.failure)?;

@@ -215,6 +215,34 @@ fn a_compacted_start_revision_cancels_the_watch() {
     assert!(s.cancel(ok).is_ok());
 }
 
+/// A negative start revision is a past revision, as in etcd: cancelled as compacted when a
+/// compaction passed it, otherwise (etcd's read range is then empty) no history, only what
+/// follows; and a compaction response carries no revision of its own.
+#[test]
+fn a_negative_start_revision_is_a_past_one() {
+    let (_dir, store) = temp(fast());
+    put(&store, "k0", "v");
+    let s = store.watch_stream();
+    let id = watch(&s, "k", Some(&prefix_end("k")), -1);
+    assert_eq!(
+        store.watcher_counts().synced + store.watcher_counts().unsynced,
+        1
+    );
+    let next = put(&store, "k1", "v");
+    assert_eq!(events(&s, 1), vec![(id, EventKind::Put, "k1".into(), next)]);
+
+    store.compact(next).unwrap().wait().unwrap();
+    let gone = watch(&s, "k", Some(&prefix_end("k")), -1);
+    let resp = s.recv_timeout(WAIT).unwrap();
+    assert_eq!(resp.watch_id, gone);
+    assert!(resp.canceled);
+    assert_eq!(resp.compact_revision, next);
+    assert_eq!(
+        resp.revision, 0,
+        "etcd's compaction response has no revision"
+    );
+}
+
 #[test]
 fn filters_drop_puts_or_deletes() {
     let (_dir, store) = temp(fast());

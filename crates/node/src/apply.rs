@@ -224,7 +224,7 @@ impl Applier {
         match request {
             Request::Put(req) => {
                 let mut txn = store.write()?;
-                let resp = txn.put_request(&req);
+                let resp = txn.put_standalone(&req);
                 txn.set_consistent_index(e.index, e.term);
                 let committed = txn.end()?;
                 Ok(Applied {

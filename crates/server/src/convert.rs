@@ -112,7 +112,8 @@ pub fn range_request(r: &pb::RangeRequest) -> m::RangeRequest {
             limit,
             rev: r.revision,
             count_only: r.count_only,
-            keys_only: r.keys_only,
+            // Sorting by value needs the values; `range_response` drops them afterwards.
+            keys_only: r.keys_only && r.sort_target != pb::range_request::SortTarget::Value as i32,
         },
     }
 }
@@ -290,7 +291,8 @@ pub fn txn_request(t: &pb::TxnRequest) -> Result<m::TxnRequest, Status> {
 }
 
 /// The protobuf transaction response for the store's result of `t`, under `header`; inner
-/// responses carry only the revision in their headers, as etcd's do.
+/// responses carry only a revision in their headers (the transaction's revision as it stood
+/// after each operation) and nested transactions an empty header, as etcd's do.
 pub fn txn_response(
     t: &pb::TxnRequest,
     res: m::TxnResponse,
@@ -312,36 +314,48 @@ pub fn txn_response(
                 revision: header.revision,
                 ..Default::default()
             };
-            let h = Some(inner_header);
+            let at = |revision| {
+                Some(pb::ResponseHeader {
+                    revision,
+                    ..Default::default()
+                })
+            };
             let response = match (r, &op.request) {
-                (m::ResponseOp::Range(rr), Some(Rq::RequestRange(req))) => {
-                    let mut resp = range_response(req, rr);
-                    resp.header = h;
-                    Rs::ResponseRange(resp)
-                }
-                (m::ResponseOp::Range(rr), _) => {
-                    let mut resp = range_response(&pb::RangeRequest::default(), rr);
-                    resp.header = h;
+                (m::ResponseOp::Range(rr), req) => {
+                    // etcd: the revision the range read at, which is the transaction's revision
+                    // only once one of its operations before the range has written.
+                    let read_at = at(rr.rev);
+                    let mut resp = match req {
+                        Some(Rq::RequestRange(req)) => range_response(req, rr),
+                        _ => range_response(&pb::RangeRequest::default(), rr),
+                    };
+                    resp.header = read_at;
                     Rs::ResponseRange(resp)
                 }
                 (m::ResponseOp::Put(p), _) => Rs::ResponsePut(pb::PutResponse {
-                    header: h,
+                    header: at(p.revision),
                     ..put_response(p)
                 }),
                 (m::ResponseOp::DeleteRange(d), _) => {
+                    // The transaction's revision after the delete: unchanged by a delete that
+                    // found nothing, as etcd's.
                     Rs::ResponseDeleteRange(pb::DeleteRangeResponse {
-                        header: h,
+                        header: at(d.revision),
                         ..delete_response(d)
                     })
                 }
-                (m::ResponseOp::Txn(inner), Some(Rq::RequestTxn(req))) => {
-                    Rs::ResponseTxn(txn_response(req, inner, &inner_header))
+                (m::ResponseOp::Txn(inner), req) => {
+                    let default = pb::TxnRequest::default();
+                    let req = match req {
+                        Some(Rq::RequestTxn(req)) => req,
+                        _ => &default,
+                    };
+                    // etcd leaves a nested transaction's own header empty (all zero), while
+                    // the responses inside it carry the revision.
+                    let mut nested = txn_response(req, inner, &inner_header);
+                    nested.header = Some(pb::ResponseHeader::default());
+                    Rs::ResponseTxn(nested)
                 }
-                (m::ResponseOp::Txn(inner), _) => Rs::ResponseTxn(txn_response(
-                    &pb::TxnRequest::default(),
-                    inner,
-                    &inner_header,
-                )),
             };
             pb::ResponseOp {
                 response: Some(response),

@@ -13,5 +13,6 @@ pub mod error;
 pub mod proto;
 pub mod server;
 pub mod services;
+pub mod size_limit;
 
 pub use config::{Config, ConfigError, InitialClusterState, Member};

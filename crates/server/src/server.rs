@@ -7,8 +7,12 @@ use std::net::SocketAddr;
 
 use node::transport::tcp::url_host_port;
 use tokio::net::TcpListener;
+use tonic::body::Body;
+use tonic::codegen::http::Response;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
+use tower::layer::util::{Identity, Stack};
+use tower::util::MapResponseLayer;
 
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
@@ -26,11 +30,17 @@ use crate::services::{Context, Ctx};
 /// (etcd's `grpcOverheadBytes`).
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
+/// The rewrite of tonic's size refusals into etcd's (see [`crate::size_limit`]).
+pub type EtcdTooLarge = fn(Response<Body>) -> Response<Body>;
+
 /// The router with every service, decoding at most `--max-request-bytes` plus etcd's overhead.
-pub fn router(ctx: &Ctx) -> Router {
+pub fn router(ctx: &Ctx) -> Router<Stack<MapResponseLayer<EtcdTooLarge>, Identity>> {
     let max = ctx.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     Server::builder()
         .tcp_nodelay(true)
+        .layer(MapResponseLayer::new(
+            crate::size_limit::etcd_too_large as EtcdTooLarge,
+        ))
         .add_service(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max))
         .add_service(
             WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max),

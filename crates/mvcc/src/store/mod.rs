@@ -220,7 +220,7 @@ impl KvStore {
     /// Puts a key in its own write transaction (etcd's `Put` apply).
     pub fn put(&self, req: &PutRequest) -> Result<PutResponse> {
         let mut txn = self.write()?;
-        let resp = txn.put_request(req);
+        let resp = txn.put_standalone(req);
         txn.end()?;
         resp
     }

@@ -169,7 +169,9 @@ impl Hub {
         };
         let tx = stream.tx.clone();
         let cur = st.notified;
-        let synced = start_rev <= 0 || start_rev > cur;
+        // 0 is "from now"; a negative start is a past revision, as in etcd (compacted, or
+        // read from the beginning).
+        let synced = start_rev == 0 || start_rev > cur;
         let min_rev = if synced {
             start_rev.max(cur + 1)
         } else {
@@ -194,6 +196,7 @@ impl Hub {
                 range,
                 filters,
                 min_rev,
+                created_rev: cur,
                 place: if synced {
                     Place::Synced
                 } else {
@@ -401,7 +404,7 @@ impl Hub {
                 continue;
             };
             if w.min_rev < compact {
-                if w.send_compacted(compact, cur) {
+                if w.send_compacted(compact) {
                     tracing::debug!(
                         watch_id = w.id,
                         min_rev = w.min_rev,
@@ -413,20 +416,32 @@ impl Hub {
                 }
                 continue;
             }
-            if w.min_rev > cur {
-                // Nothing to catch up on (cannot happen today; kept safe).
+            let min_rev = if w.min_rev <= 0 {
+                // A negative start that was not compacted away gets no history in etcd (its
+                // read range is empty), only what follows its creation.
+                w.created_rev + 1
+            } else {
+                w.min_rev
+            };
+            if min_rev > cur {
+                // Nothing to catch up on.
                 let range = Arc::clone(&w.range);
                 if let Some(w) = st.watchers.get_mut(&uid) {
                     w.place = Place::Synced;
+                    w.min_rev = min_rev;
                 }
                 st.unsynced.remove(&uid);
                 st.synced.add(uid, &range);
                 continue;
             }
+            let range = Arc::clone(&w.range);
+            if let Some(w) = st.watchers.get_mut(&uid) {
+                w.min_rev = min_rev;
+            }
             chosen.push(Chosen {
                 uid,
-                range: Arc::clone(&w.range),
-                min_rev: w.min_rev,
+                range,
+                min_rev,
             });
         }
         if chosen.is_empty() {

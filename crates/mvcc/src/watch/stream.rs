@@ -62,8 +62,9 @@ impl WatchStream {
     }
 
     /// Watches `key`, or `[key, end)` (see [`crate::request`] for `end`: `Some([0])` is every
-    /// key from `key` on), from `start_rev` (`<= 0`: only changes after now; at or below the
-    /// current revision: history is replayed first). `id` `None` picks the lowest free ID.
+    /// key from `key` on), from `start_rev` (0: only changes after now; at or below the
+    /// current revision, negative included as etcd has it: history is replayed first, or the
+    /// watch is cancelled if that history was compacted). `id` `None` picks the lowest free ID.
     /// `prev_kv` asks for each event's previous key-value, filled by the receive methods.
     pub fn watch(
         &self,
@@ -91,7 +92,7 @@ impl WatchStream {
         };
         let uid = self
             .hub
-            .add_watcher(self.sid, id, range, start_rev.max(0), filters)?;
+            .add_watcher(self.sid, id, range, start_rev, filters)?;
         watches.by_id.insert(id, Watch { uid, prev_kv });
         Ok(id)
     }

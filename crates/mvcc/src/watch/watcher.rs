@@ -65,6 +65,9 @@ pub(crate) struct Watcher {
     pub(crate) filters: WatchFilters,
     /// The lowest revision it still has to be told about: it has seen everything before.
     pub(crate) min_rev: i64,
+    /// The revision the store was at when the watcher was created: where a watcher with a
+    /// negative start revision (no history, as in etcd) picks up.
+    pub(crate) created_rev: i64,
     /// Which state it is in.
     pub(crate) place: Place,
     /// Its stream's channel (shared with the stream's other watchers).
@@ -95,11 +98,11 @@ impl Watcher {
     }
 
     /// Sends the cancellation of a watch whose next revision was compacted; false if the
-    /// channel is full.
-    pub(crate) fn send_compacted(&self, compact_rev: i64, revision: i64) -> bool {
+    /// channel is full. Like etcd's, it carries no revision (0): only the compaction's.
+    pub(crate) fn send_compacted(&self, compact_rev: i64) -> bool {
         let resp = WatchResponse {
             watch_id: self.id,
-            revision,
+            revision: 0,
             compact_revision: compact_rev,
             canceled: true,
             ..WatchResponse::default()
@@ -138,6 +141,7 @@ mod tests {
             range: Arc::new(KeyRange::new(b"k", None).unwrap()),
             filters,
             min_rev: 2,
+            created_rev: 1,
             place: Place::Synced,
             tx,
         };
@@ -175,7 +179,7 @@ mod tests {
             Sent::Full(evs) => assert_eq!(evs.len(), 1),
             _ => panic!("expected a full channel"),
         }
-        assert!(!w.send_compacted(1, 2));
+        assert!(!w.send_compacted(1));
         drop(rx);
         assert!(matches!(w.send(vec![ev(EventKind::Put)], 2), Sent::Gone));
     }

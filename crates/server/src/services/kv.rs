@@ -81,8 +81,10 @@ impl Kv for KvService {
     ) -> Result<Response<pb::TxnResponse>, Status> {
         let r = request.into_inner();
         convert::check_txn(&r, self.ctx.max_txn_ops)?;
-        check_size(&self.ctx, &r)?;
         let txn = convert::txn_request(&r)?;
+        // etcd refuses duplicate keys in the gRPC layer, before the size check at proposal.
+        mvcc::check_txn(&txn).map_err(|e| to_status(e.into()))?;
+        check_size(&self.ctx, &r)?;
         let resp = self.ctx.node.txn(txn).await.map_err(to_status)?;
         Ok(Response::new(convert::txn_response(
             &r,

@@ -177,7 +177,43 @@ pub enum RequestOp {
     /// A delete.
     DeleteRange(DeleteRangeRequest),
     /// A nested transaction.
+    #[serde(deserialize_with = "nested_txn")]
     Txn(TxnRequest),
+}
+
+/// The deepest nesting of transactions a decoded request may have. etcd's checks bound it by
+/// `--max-txn-ops` (128: each level holds at least one operation); decoding refuses deeper
+/// requests before they can overflow the decoder's stack (a request from a peer or a damaged
+/// log is untrusted input).
+pub const MAX_TXN_DEPTH: usize = 128;
+
+thread_local! {
+    /// How many transactions the decoder on this thread is inside.
+    static TXN_DECODE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Leaves one level of [`TXN_DECODE_DEPTH`] when dropped (also when decoding fails).
+struct DepthGuard;
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        TXN_DECODE_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+fn nested_txn<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TxnRequest, D::Error> {
+    let depth = TXN_DECODE_DEPTH.with(|c| {
+        let depth = c.get() + 1;
+        c.set(depth);
+        depth
+    });
+    let _leave = DepthGuard;
+    if depth > MAX_TXN_DEPTH {
+        return Err(serde::de::Error::custom(format!(
+            "transactions nested more than {MAX_TXN_DEPTH} deep"
+        )));
+    }
+    <TxnRequest as serde::Deserialize>::deserialize(d)
 }
 
 /// The result of one operation of a transaction.

@@ -74,7 +74,9 @@ impl RevisionKey {
     }
 
     /// Decodes a `key` bucket key, rejecting anything that is not exactly an encoded revision
-    /// with an optional tombstone mark.
+    /// with an optional tombstone mark. Negative revisions are refused: the store never writes
+    /// them, and their bytes sort after every valid revision, which would break the ascending
+    /// order that restoring the index relies on.
     pub fn from_bytes(bytes: &[u8]) -> Result<RevisionKey, MalformedRevision> {
         let malformed = |reason| MalformedRevision {
             len: bytes.len(),
@@ -94,8 +96,12 @@ impl RevisionKey {
             b.copy_from_slice(&bytes[range]);
             i64::from_be_bytes(b)
         };
+        let (main, sub) = (word(0..8), word(9..17));
+        if main < 0 || sub < 0 {
+            return Err(malformed("negative revision"));
+        }
         Ok(RevisionKey {
-            revision: Revision::new(word(0..8), word(9..17)),
+            revision: Revision::new(main, sub),
             tombstone,
         })
     }

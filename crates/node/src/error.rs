@@ -154,6 +154,14 @@ pub enum StartError {
     /// The storage engine failed to open.
     #[error(transparent)]
     Engine(#[from] crate::engine::OpenEngineError),
+    /// The backend in `dir` failed to open (damaged or unreadable files).
+    #[error("opening the backend in {dir}: {source}")]
+    Backend {
+        /// The engine's directory.
+        dir: String,
+        /// Why.
+        source: crate::engine::OpenEngineError,
+    },
     /// The backend failed.
     #[error(transparent)]
     Storage(#[from] storage_api::StorageError),

@@ -198,7 +198,13 @@ pub fn open_backend(paths: &DataPaths, engine: EngineKind) -> Result<Backend, St
         }
         Err(e) => return Err(StartError::io("reading member/backend/current")(e)),
     };
-    Ok(engine.open_backend(&paths.backend.join(name), BackendConfig::default())?)
+    let dir = paths.backend.join(name);
+    engine
+        .open_backend(&dir, BackendConfig::default())
+        .map_err(|source| StartError::Backend {
+            dir: dir.display().to_string(),
+            source,
+        })
 }
 
 fn generation_name(index: u64) -> String {

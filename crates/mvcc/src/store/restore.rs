@@ -9,7 +9,7 @@ use super::meta::{
     CONSISTENT_INDEX, ConsistentIndex, FINISHED_COMPACT, SCHEDULED_COMPACT, TERM,
     decode_compact_rev, decode_u64,
 };
-use crate::error::Result;
+use crate::error::{MvccError, Result};
 use crate::{KeyValue, Revision, RevisionKey};
 
 /// Revisions read per backend range while rebuilding the index.
@@ -32,10 +32,20 @@ pub(crate) fn restore(inner: &Inner) -> Result<Option<i64>> {
     let mut key_to_lease: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
     let mut current = 1;
     let mut min = Revision::new(1, 0).to_bytes().to_vec();
+    let mut previous: Option<Revision> = None;
     loop {
         let chunk = tx.range(Bucket::KEY, &min, None, RESTORE_CHUNK)?;
         for (k, v) in &chunk {
             let rk = RevisionKey::from_bytes(k)?;
+            // The store writes each revision once (a put or a tombstone): the same revision
+            // twice is damage, which the index must not be rebuilt from.
+            if previous.is_some_and(|p| rk.revision <= p) {
+                return Err(MvccError::Corrupted(format!(
+                    "key bucket holds revision {} more than once",
+                    rk.revision
+                )));
+            }
+            previous = Some(rk.revision);
             let kv = KeyValue::decode(v)?;
             if rk.tombstone {
                 key_to_lease.remove(&kv.key);

@@ -207,7 +207,11 @@ pub struct Message {
     pub reject_hint: u64,
     /// Opaque context (read index requests, campaign type).
     pub context: Vec<u8>,
-    /// Messages to deliver once a local storage message has been processed.
+    /// Messages to deliver once a local storage message has been processed. Never serialized:
+    /// only local storage messages carry responses and they never leave the process; skipping
+    /// them also leaves a peer no way to send a message nested deep enough to overflow a
+    /// decoder's stack.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub responses: Vec<Message>,
 }
 

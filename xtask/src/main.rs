@@ -4,6 +4,8 @@ mod bench;
 mod bench_chart;
 mod bench_cluster;
 mod bench_load;
+mod chaos;
+mod conformance_etcd;
 mod conformance_raft;
 mod conformance_storage;
 
@@ -23,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Everything CI checks, in order: fmt, clippy, tests (LMDB), tests with RocksDB, conformance.
+    /// Everything CI checks, in order: fmt, clippy, tests (LMDB), tests with RocksDB, conformance
+    /// (storage, raft, etcd side by side), a short chaos schedule.
     Ci,
     /// Conformance suites, each ending with `N passed, M failed`.
     Conformance {
@@ -37,6 +40,9 @@ enum Task {
         #[arg(long, default_value_t = 2_000)]
         seeds: u64,
     },
+    /// Chaos runs against real ferrocd clusters (kills, pauses, partitions, delay and loss,
+    /// leader moves) with a linearizability check, then crash-consistency loops of one member.
+    Chaos(chaos::ChaosArgs),
     /// Benchmarks: criterion suites, and etcd-style load against etcd and ferrocd clusters.
     Bench {
         #[command(subcommand)]
@@ -55,6 +61,9 @@ enum Conformance {
     },
     /// The storage conformance suite on every engine (LMDB, RocksDB).
     Storage,
+    /// Differential testing against real etcd 3.4 (1 and 3 members): every response, error and
+    /// watch event compared; mismatches shrunk to a short reproduction.
+    Etcd(conformance_etcd::Args),
 }
 
 fn main() -> Result<()> {
@@ -67,7 +76,11 @@ fn main() -> Result<()> {
         Task::Conformance {
             suite: Conformance::Storage,
         } => conformance_storage::run(),
+        Task::Conformance {
+            suite: Conformance::Etcd(args),
+        } => conformance_etcd::run(&args),
         Task::Bench { command } => bench::run(*command),
+        Task::Chaos(args) => chaos::run(&args),
         Task::Sim { seeds } => cargo_env(
             "simulation",
             &[
@@ -154,6 +167,8 @@ fn ci() -> Result<()> {
     )?;
     conformance_storage::run()?;
     conformance_raft::run(&raft_dirs(Vec::new()))?;
+    conformance_etcd::run(&conformance_etcd::Args::defaults())?;
+    chaos::run(&chaos::ChaosArgs::ci())?;
     eprintln!("\n==> ci: all steps passed");
     Ok(())
 }

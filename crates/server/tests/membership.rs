@@ -234,8 +234,9 @@ fn member_update_changes_peer_urls() {
     let new_url = format!("http://127.0.0.1:{}", common::free_port());
     assert_eq!(
         f.ok(&["member", "update", &id, &format!("--peer-urls={new_url}")]),
+        // etcdctl prints both ids with `%16x`: space-padded to 16 characters.
         format!(
-            "Member {id} updated in cluster {}\n",
+            "Member {id:>16} updated in cluster {:>16}\n",
             f.ok(&["member", "list", "-w", "json"])
                 .split("\"cluster_id\":")
                 .nth(1)

@@ -121,17 +121,11 @@ impl Drop for Cluster {
             }
         }
         if std::env::var_os(KEEP_DIRS_ENV).is_some() {
-            let kept = std::mem::replace(
-                &mut self._dir,
-                match tempfile::tempdir() {
-                    Ok(d) => d,
-                    Err(_) => return,
-                },
-            );
+            self._dir.disable_cleanup(true);
             eprintln!(
                 "kept {} data and logs in {}",
                 self.flavor.name(),
-                kept.keep().display()
+                self._dir.path().display()
             );
         }
     }

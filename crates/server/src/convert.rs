@@ -310,10 +310,6 @@ pub fn txn_response(
         .into_iter()
         .zip(ops)
         .map(|(r, op)| {
-            let inner_header = pb::ResponseHeader {
-                revision: header.revision,
-                ..Default::default()
-            };
             let at = |revision| {
                 Some(pb::ResponseHeader {
                     revision,
@@ -351,10 +347,8 @@ pub fn txn_response(
                         _ => &default,
                     };
                     // etcd leaves a nested transaction's own header empty (all zero), while
-                    // the responses inside it carry the revision.
-                    let mut nested = txn_response(req, inner, &inner_header);
-                    nested.header = Some(pb::ResponseHeader::default());
-                    Rs::ResponseTxn(nested)
+                    // the responses inside it carry their revisions.
+                    Rs::ResponseTxn(txn_response(req, inner, &pb::ResponseHeader::default()))
                 }
             };
             pb::ResponseOp {

@@ -5,11 +5,14 @@
 //! - [`convert`]: protobuf requests to `mvcc`'s and back, with etcd's range post-processing.
 //! - [`services`]: KV, Watch, Lease, Cluster and Maintenance over a [`node::Node`].
 //! - [`server`]: the tonic server on the client URLs.
+//! - [`size_limit`]: etcd's answer to a request over gRPC's size limit.
 //! - [`config`]: etcd's command-line flags.
+//! - [`logging`]: the binaries' log output.
 
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod logging;
 pub mod proto;
 pub mod server;
 pub mod services;

@@ -29,13 +29,15 @@ const REMOVED_POLL: Duration = Duration::from_millis(100);
 /// Who this member is: its member id, its cluster id, and for a member joining a running
 /// cluster, the cluster as its members describe it. A member that has run before is who its
 /// WAL says (its flags are ignored, as etcd ignores them).
-fn identity(config: &Config) -> Result<(u64, u64, Option<ClusterInfo>)> {
+fn identity(
+    config: &Config,
+    members: &[server::Member],
+) -> Result<(u64, u64, Option<ClusterInfo>)> {
     let wal = DataPaths::new(config.data_dir.as_ref()).wal;
     if Wal::exists(&wal) {
         let meta = Wal::read_metadata(&wal).context("reading the WAL's metadata")?;
         return Ok((meta.member_id, meta.cluster_id, None));
     }
-    let members = config.initial_members()?;
     match config.initial_cluster_state {
         InitialClusterState::New => {
             let ids: Vec<u64> = members
@@ -95,7 +97,7 @@ fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
         .iter()
         .map(|m| (m.name.clone(), m.peer_urls.clone()))
         .collect();
-    let (member_id, cluster_id, existing) = identity(config)?;
+    let (member_id, cluster_id, existing) = identity(config, &members)?;
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let addrs = listen_addrs(&config.listen_peer_urls).context("--listen-peer-urls")?;
     let transport = Arc::new(
@@ -252,14 +254,7 @@ async fn run(config: Config) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    server::logging::init();
     let config = Config::parse();
     config.validate().context("invalid configuration")?;
     tracing::info!(name = %config.name, data_dir = %config.data_dir, backend = ?config.backend, "configuration accepted");

@@ -224,21 +224,6 @@ impl<'a> WriteTxn<'a> {
     /// operation of a transaction (etcd's `checkRequestPut`: the key `ignore_*` needs is looked
     /// for before the lease).
     pub fn put_request(&mut self, req: &PutRequest) -> Result<PutResponse> {
-        self.put_checked(req)
-    }
-
-    /// A put that is a request of its own, not an operation of a transaction: etcd then looks
-    /// the lease up before it looks for the key `ignore_value`/`ignore_lease` need, so an
-    /// unknown lease is the error reported when both are wrong.
-    pub fn put_standalone(&mut self, req: &PutRequest) -> Result<PutResponse> {
-        crate::txn_check::check_put(req)?;
-        if req.lease != 0 && !self.lease_known(req.lease) {
-            return Err(MvccError::LeaseNotFound(req.lease));
-        }
-        self.put_checked(req)
-    }
-
-    fn put_checked(&mut self, req: &PutRequest) -> Result<PutResponse> {
         crate::txn_check::check_put(req)?;
         let prev = if req.ignore_value || req.ignore_lease || req.prev_kv {
             self.range(&req.key, None, &RangeOptions::default())?
@@ -266,6 +251,17 @@ impl<'a> WriteTxn<'a> {
             revision,
             prev_kv: if req.prev_kv { prev } else { None },
         })
+    }
+
+    /// A put that is a request of its own, not an operation of a transaction: etcd then looks
+    /// the lease up before it looks for the key `ignore_value`/`ignore_lease` need, so an
+    /// unknown lease is the error reported when both are wrong.
+    pub fn put_standalone(&mut self, req: &PutRequest) -> Result<PutResponse> {
+        crate::txn_check::check_put(req)?;
+        if req.lease != 0 && !self.lease_known(req.lease) {
+            return Err(MvccError::LeaseNotFound(req.lease));
+        }
+        self.put_request(req)
     }
 
     /// A delete with etcd's request options: `prev_kv` (etcd's `DeleteRange` apply).

@@ -227,7 +227,6 @@ pub fn fetch_cluster(
 }
 
 fn query_members(url: &str, config: &TcpConfig) -> Result<ClusterInfo, TransportError> {
-    use std::io::{Read as _, Write as _};
     let hp = url_host_port(url)?;
     let addrs: Vec<SocketAddr> = hp
         .to_socket_addrs()
@@ -257,10 +256,7 @@ fn query_members(url: &str, config: &TcpConfig) -> Result<ClusterInfo, Transport
             from: 0,
             to: 0,
         };
-        (&s).write_all(&hs.encode()).map_err(io)?;
-        let mut buf = [0u8; wire::REPLY_LEN];
-        (&s).read_exact(&mut buf).map_err(io)?;
-        let reply = wire::HandshakeReply::decode(&buf)?;
+        let reply = wire::exchange_handshake(&s, &hs)?;
         if reply.status != HandshakeStatus::Accepted {
             return Err(TransportError::Rejected {
                 peer: 0,

@@ -11,8 +11,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, select};
 use raft_core::raftpb::{Message, MessageType};
 
 use super::wire::{
-    self, Handshake, HandshakeReply, HandshakeStatus, PROTOCOL_VERSION, REPLY_LEN, SNAPSHOT_ACK,
-    SnapshotHeader, StreamKind, WireError,
+    self, Handshake, HandshakeStatus, PROTOCOL_VERSION, SNAPSHOT_ACK, SnapshotHeader, StreamKind,
+    WireError,
 };
 use super::{PeerEvent, Shared, TransportError, lock, spawn};
 
@@ -245,10 +245,7 @@ fn handshake(
         from: shared.local_id,
         to: link.id,
     };
-    (&s).write_all(&hs.encode()).map_err(io_err)?;
-    let mut buf = [0u8; REPLY_LEN];
-    (&s).read_exact(&mut buf).map_err(io_err)?;
-    let reply = HandshakeReply::decode(&buf)?;
+    let reply = wire::exchange_handshake(&s, &hs)?;
     if reply.status != HandshakeStatus::Accepted {
         let err = TransportError::Rejected {
             peer: link.id,

@@ -200,6 +200,18 @@ impl HandshakeReply {
     }
 }
 
+/// The dialer's side of the handshake on a fresh connection: sends `hs`, reads and decodes the
+/// listener's reply (the caller judges its status).
+pub fn exchange_handshake(
+    mut conn: impl Read + Write,
+    hs: &Handshake,
+) -> Result<HandshakeReply, WireError> {
+    conn.write_all(&hs.encode())?;
+    let mut buf = [0u8; REPLY_LEN];
+    conn.read_exact(&mut buf)?;
+    HandshakeReply::decode(&buf)
+}
+
 /// The first frame of a snapshot: the `MsgSnap` without its data, and the data's length.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotHeader {

@@ -126,7 +126,10 @@ impl Applier {
                 ApplyTask::Snapshot { meta, has_data } => self.install_snapshot(meta, has_data),
             };
             if let Err(e) = result {
-                tracing::error!(error = %e, "apply failed; stopping the apply thread");
+                self.shared.fail(
+                    "applying committed entries failed; the apply thread stopped",
+                    &e,
+                );
                 break;
             }
         }

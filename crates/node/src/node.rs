@@ -226,9 +226,28 @@ pub(crate) struct Shared {
     /// Set when this member learns it was removed from the cluster (by applying its removal,
     /// or from a peer refusing it): it must stop serving.
     pub(crate) removed: AtomicBool,
+    /// The first fatal failure of the raft loop or the apply thread (a WAL or backend write
+    /// failed): the member cannot go on safely and must be stopped.
+    failure: Mutex<Option<String>>,
 }
 
 impl Shared {
+    /// Records a fatal failure (the first one wins) and logs it. The thread that calls this
+    /// stops; [`Node::failure`] tells the embedder, who must stop the member (etcd exits).
+    pub(crate) fn fail(&self, what: &str, error: &dyn std::fmt::Display) {
+        let reason = format!("{what}: {error}");
+        tracing::error!(member = %format_args!("{:x}", self.member_id), "{reason}; this member must stop");
+        let mut failure = self.failure.lock();
+        if failure.is_none() {
+            *failure = Some(reason);
+        }
+    }
+
+    /// Whether a fatal failure was recorded ([`Shared::fail`]).
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failure.lock().is_some()
+    }
+
     pub(crate) fn store(&self) -> Arc<WatchableStore> {
         Arc::clone(&self.store.read())
     }
@@ -608,6 +627,7 @@ impl Node {
             stopped: AtomicBool::new(false),
             published: AtomicBool::new(false),
             removed: AtomicBool::new(removed_already),
+            failure: Mutex::new(None),
         });
 
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -728,6 +748,20 @@ impl Node {
     /// stops it.
     pub fn removed(&self) -> bool {
         self.shared().removed.load(Ordering::Acquire)
+    }
+
+    /// Why this member can no longer go on, if it cannot: writing the WAL or committing the
+    /// backend failed (a full disk, an fsync error). Nothing acknowledged is lost (an answer
+    /// waits for the WAL's fsync), but the member's state on disk may lag what it holds in
+    /// memory, so it must not serve on: the embedder stops it and an operator restarts it once
+    /// the disk is fixed, as etcd exits on these errors.
+    pub fn failure(&self) -> Option<String> {
+        let shared = self.shared();
+        if let Some(reason) = shared.failure.lock().clone() {
+            return Some(reason);
+        }
+        let backend = shared.store().backend().failure()?;
+        Some(format!("committing the backend: {backend}"))
     }
 
     /// This member's id.

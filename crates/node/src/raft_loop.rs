@@ -124,7 +124,11 @@ impl RaftLoop {
                 }
             }
             if let Some(e) = failed {
-                tracing::error!(error = %e, "persisting raft state failed; stopping the raft loop");
+                self.shared
+                    .fail("persisting raft state failed; the raft loop stopped", &e);
+                break;
+            }
+            if self.shared.has_failed() {
                 break;
             }
         }
@@ -251,7 +255,8 @@ impl RaftLoop {
             }
             Command::SnapshotCreated(meta) => {
                 if let Err(e) = self.compact_log(meta) {
-                    tracing::error!(error = %e, "recording a snapshot in the WAL failed");
+                    self.shared
+                        .fail("recording a snapshot in the WAL failed", &e);
                 }
             }
         }

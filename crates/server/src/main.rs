@@ -23,7 +23,7 @@ const DRAIN: Duration = Duration::from_secs(2);
 
 /// How long a member joining a running cluster keeps asking the peers for the membership.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often the serve loop looks whether this member was removed from the cluster.
+/// How often the serve loop looks whether this member was removed from the cluster or failed.
 const REMOVED_POLL: Duration = Duration::from_millis(100);
 
 /// Who this member is: its member id, its cluster id, and for a member joining a running
@@ -165,6 +165,18 @@ async fn shutdown_signal() {
     }
 }
 
+/// Resolves when the node reports a fatal failure (its WAL or backend could not be written):
+/// the member must stop, as etcd exits on these errors, rather than stay up and answer nothing.
+async fn member_failure(node: &Node) -> String {
+    loop {
+        if let Some(reason) = node.failure() {
+            tracing::error!(%reason, "the member failed; stopping");
+            return reason;
+        }
+        tokio::time::sleep(REMOVED_POLL).await;
+    }
+}
+
 async fn run(config: Config) -> Result<()> {
     let listeners = server::server::bind(&config.listen_client_urls)
         .await
@@ -190,9 +202,14 @@ async fn run(config: Config) -> Result<()> {
             tokio::time::sleep(READY_POLL).await;
         }
     };
+    let mut failed = None;
     let interrupted = tokio::select! {
         () = published => false,
         () = shutdown_signal() => true,
+        reason = member_failure(&node) => {
+            failed = Some(reason);
+            true
+        }
     };
     if !interrupted {
         tracing::info!(client_urls = ?config.listen_client_urls, "ferrocd is serving");
@@ -222,6 +239,10 @@ async fn run(config: Config) -> Result<()> {
         tokio::select! {
             () = shutdown_signal() => None,
             () = removed => None,
+            reason = member_failure(&node) => {
+                failed = Some(reason);
+                None
+            }
             Some(res) = servers.join_next() => Some(res),
         }
     };
@@ -246,6 +267,9 @@ async fn run(config: Config) -> Result<()> {
     .await
     .context("stopping the node")?;
     tracing::info!("ferrocd stopped");
+    if let Some(reason) = failed {
+        bail!("the member failed and stopped: {reason}");
+    }
     match failure {
         Some(Ok(Err(e))) => bail!("serving clients failed: {e}"),
         Some(Err(e)) => bail!("serving clients failed: {e}"),

@@ -223,6 +223,13 @@ impl Backend {
         self.shared.commit_locked(&mut writer)
     }
 
+    /// Why the backend refuses all further work (an engine commit failed: disk full, I/O
+    /// error), if it does. A failed backend never recovers in place; its owner must stop and
+    /// reopen it, as etcd exits when bbolt cannot commit.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.lock().clone()
+    }
+
     /// How many engine commits this backend made.
     pub fn commits(&self) -> u64 {
         self.shared.commits.load(Ordering::Relaxed)
@@ -297,6 +304,10 @@ fn run_committer(shared: &Shared, stop: &Receiver<()>) {
         let mut writer = shared.writer.lock();
         if let Err(e) = shared.commit_locked(&mut writer) {
             tracing::error!(error = %e, "background commit failed");
+            if shared.failure.lock().is_some() {
+                // A failed backend refuses all work from now on: nothing left to commit.
+                return;
+            }
         }
     }
 }

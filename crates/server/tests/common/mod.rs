@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ pub struct Ferrocd {
     /// `--initial-cluster` and the extra flags it was started with, to restart it the same way.
     initial_cluster: String,
     extra: Vec<String>,
+    /// Extra environment variables (fault-injection shims), kept for restarts.
+    env: Vec<(String, OsString)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -81,7 +84,13 @@ impl Drop for Ferrocd {
     }
 }
 
-fn spawn(spec: &MemberSpec, data_dir: &Path, initial_cluster: &str, extra: &[&str]) -> Child {
+fn spawn(
+    spec: &MemberSpec,
+    data_dir: &Path,
+    initial_cluster: &str,
+    extra: &[&str],
+    env: &[(String, OsString)],
+) -> Child {
     let log = data_dir.with_extension("log");
     // Appended to, so that a restarted member's log follows its previous run's.
     let out = std::fs::File::options()
@@ -100,6 +109,7 @@ fn spawn(spec: &MemberSpec, data_dir: &Path, initial_cluster: &str, extra: &[&st
         .args(["--initial-cluster-token", "test-cluster"])
         .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -115,7 +125,7 @@ impl Ferrocd {
         let spec = MemberSpec::new("default");
         let data_dir = dir.path().join("data");
         let initial = format!("default={}", spec.peer_url());
-        let child = spawn(&spec, &data_dir, &initial, extra);
+        let child = spawn(&spec, &data_dir, &initial, extra, &[]);
         let mut f = Ferrocd {
             log: data_dir.with_extension("log"),
             spec,
@@ -123,6 +133,7 @@ impl Ferrocd {
             data_dir,
             initial_cluster: initial,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            env: Vec::new(),
             _dir: Some(dir),
         };
         f.wait_ready(Duration::from_secs(30));
@@ -146,8 +157,20 @@ impl Ferrocd {
         dir: &Path,
         extra: &[&str],
     ) -> Ferrocd {
+        Ferrocd::start_member_env(spec, initial, dir, extra, Vec::new())
+    }
+
+    /// Member `spec` of the cluster `initial` with `extra` flags and `env` added to its
+    /// environment, on every start (not waited for).
+    pub fn start_member_env(
+        spec: MemberSpec,
+        initial: &str,
+        dir: &Path,
+        extra: &[&str],
+        env: Vec<(String, OsString)>,
+    ) -> Ferrocd {
         let data_dir = dir.join(&spec.name);
-        let child = spawn(&spec, &data_dir, initial, extra);
+        let child = spawn(&spec, &data_dir, initial, extra, &env);
         Ferrocd {
             log: data_dir.with_extension("log"),
             spec,
@@ -155,6 +178,7 @@ impl Ferrocd {
             data_dir,
             initial_cluster: initial.to_owned(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            env,
             _dir: None,
         }
     }
@@ -210,6 +234,7 @@ impl Ferrocd {
             &self.data_dir,
             &self.initial_cluster,
             &extra,
+            &self.env,
         ));
     }
 

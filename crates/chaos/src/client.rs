@@ -202,12 +202,37 @@ pub async fn move_leader(ch: &Channel, target: u64) -> Result<(), CallError> {
 
 /// The member ids by name, from the member list.
 pub async fn member_ids(ch: &Channel) -> Result<Vec<(String, u64)>, CallError> {
-    let r = bounded(
-        server::proto::etcdserverpb::cluster_client::ClusterClient::new(ch.clone())
-            .member_list(pb::MemberListRequest { linearizable: true }),
-    )
-    .await?;
+    let r = bounded(cluster_client(ch).member_list(pb::MemberListRequest { linearizable: true }))
+        .await?;
     Ok(r.members.into_iter().map(|m| (m.name, m.id)).collect())
+}
+
+fn cluster_client(
+    ch: &Channel,
+) -> server::proto::etcdserverpb::cluster_client::ClusterClient<Channel> {
+    server::proto::etcdserverpb::cluster_client::ClusterClient::new(ch.clone())
+}
+
+/// Removes member `id` from the cluster.
+pub async fn member_remove(ch: &Channel, id: u64) -> Result<(), CallError> {
+    bounded(cluster_client(ch).member_remove(pb::MemberRemoveRequest { id })).await?;
+    Ok(())
+}
+
+/// Adds a member with `peer_url` (as a learner if `learner`); returns its new id.
+pub async fn member_add(ch: &Channel, peer_url: &str, learner: bool) -> Result<u64, CallError> {
+    let r = bounded(cluster_client(ch).member_add(pb::MemberAddRequest {
+        peer_ur_ls: vec![peer_url.to_owned()],
+        is_learner: learner,
+    }))
+    .await?;
+    Ok(r.member.map_or(0, |m| m.id))
+}
+
+/// Promotes learner `id` to a voting member.
+pub async fn member_promote(ch: &Channel, id: u64) -> Result<(), CallError> {
+    bounded(cluster_client(ch).member_promote(pb::MemberPromoteRequest { id })).await?;
+    Ok(())
 }
 
 /// One watch event: (revision, key, value; `None` for a delete).

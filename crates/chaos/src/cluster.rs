@@ -1,12 +1,16 @@
 //! A cluster of real `ferrocd` processes on 127.0.0.1, each behind a fault-injecting peer
 //! [`Proxy`], with the process faults the harness injects: `kill -9` and restart on the same
-//! data directory, and SIGSTOP/SIGCONT. Every process is killed when the cluster is dropped.
+//! data directory, SIGSTOP/SIGCONT, a full disk and failing fsyncs ([`DiskFaults`]), and a
+//! member replaced by a new one on a wiped data directory. Every process is killed when the
+//! cluster is dropped.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+
+use diskfault::{FsyncFault, FsyncShim, SmallDisk};
 
 use crate::proxy::{Network, Proxy};
 use crate::rng::Rng;
@@ -27,6 +31,9 @@ pub enum ClusterError {
         /// The error.
         source: std::io::Error,
     },
+    /// A disk fault could not be set up or undone.
+    #[error("disk fault: {0}")]
+    Disk(String),
     /// A path is not UTF-8.
     #[error("path is not UTF-8: {0}")]
     Path(PathBuf),
@@ -38,6 +45,10 @@ pub enum ClusterError {
         /// The member's pid.
         pid: u32,
     },
+}
+
+fn disk_error(e: diskfault::DiskFaultError) -> ClusterError {
+    ClusterError::Disk(e.to_string())
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
@@ -67,6 +78,12 @@ pub struct Member {
     pub data_dir: PathBuf,
     /// Its log (stderr of every run, appended).
     pub log: PathBuf,
+    /// Whether it joins a running cluster (`--initial-cluster-state existing`): a replacement.
+    joins: bool,
+    /// Its data directory's own small disk, when disk-full faults are available.
+    disk: Option<SmallDisk>,
+    /// Its fsync fault, when fsync faults are available.
+    fsync: Option<FsyncFault>,
     child: Option<Child>,
     paused: bool,
 }
@@ -86,7 +103,61 @@ impl Member {
     pub fn client_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
+
+    /// The peer URL it advertises (its proxy's).
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.proxy_port)
+    }
 }
+
+/// The disk faults a cluster can inject, each available or not (with the reason) on this
+/// machine.
+#[derive(Debug, Default)]
+pub struct DiskFaults {
+    /// Each member's data directory on its own tmpfs of this many MiB (needs root).
+    pub small_disk_mib: Option<u64>,
+    /// The fsync shim every member is started with.
+    pub fsync_shim: Option<FsyncShim>,
+}
+
+impl DiskFaults {
+    /// Sets up what this machine allows under `dir`; the reasons for what it does not are
+    /// returned alongside.
+    pub fn probe(dir: &Path) -> (DiskFaults, Vec<String>) {
+        let mut unavailable = Vec::new();
+        let fsync_shim = match FsyncShim::build(&dir.join("fsync-shim")) {
+            Ok(shim) => Some(shim),
+            Err(e) => {
+                unavailable.push(format!("fsync errors: {e}"));
+                None
+            }
+        };
+        let small_disk_mib = match SmallDisk::mount(&dir.join("probe-disk"), 1) {
+            Ok(disk) => match disk.unmount() {
+                Ok(()) => Some(SMALL_DISK_MIB),
+                Err(e) => {
+                    unavailable.push(format!("full disk: {e}"));
+                    None
+                }
+            },
+            Err(e) => {
+                unavailable.push(format!("full disk: {e}"));
+                None
+            }
+        };
+        (
+            DiskFaults {
+                small_disk_mib,
+                fsync_shim,
+            },
+            unavailable,
+        )
+    }
+}
+
+/// The size of each member's tmpfs: room for a 64 MiB WAL segment and its successor, the
+/// backend and its snapshots under the chaos workload.
+const SMALL_DISK_MIB: u64 = 384;
 
 /// A cluster of `ferrocd` processes behind proxies.
 pub struct Cluster {
@@ -121,6 +192,7 @@ impl Cluster {
         n: usize,
         proxies: bool,
         extra: &[String],
+        disk_faults: &DiskFaults,
         rng: &Rng,
     ) -> Result<Cluster, ClusterError> {
         let net = Arc::new(Network::default());
@@ -141,13 +213,28 @@ impl Cluster {
                 peer_port
             };
             let name = format!("m{i}");
+            let data_dir = dir.join(format!("{name}.data"));
+            let disk = match disk_faults.small_disk_mib {
+                Some(mib) => Some(SmallDisk::mount(&data_dir, mib).map_err(disk_error)?),
+                None => None,
+            };
+            let fsync = match &disk_faults.fsync_shim {
+                Some(shim) => Some(
+                    shim.fault(dir.join(format!("{name}.fsync-fault")))
+                        .map_err(disk_error)?,
+                ),
+                None => None,
+            };
             members.push(Member {
-                data_dir: dir.join(format!("{name}.data")),
+                data_dir,
                 log: dir.join(format!("{name}.log")),
                 name,
                 client_port,
                 peer_port,
                 proxy_port,
+                joins: false,
+                disk,
+                fsync,
                 child: None,
                 paused: false,
             });
@@ -189,7 +276,14 @@ impl Cluster {
             .to_str()
             .ok_or_else(|| ClusterError::Path(m.data_dir.clone()))?;
         let client = m.client_url();
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(fault) = &m.fsync {
+            fault.apply(&mut command);
+        }
+        if m.joins {
+            command.args(["--initial-cluster-state", "existing"]);
+        }
+        let child = command
             .args(["--name", &m.name])
             .args(["--data-dir", data_dir])
             .args(["--listen-client-urls", &client])
@@ -217,6 +311,77 @@ impl Cluster {
         m.child = Some(child);
         m.paused = false;
         Ok(())
+    }
+
+    /// Fills member `i`'s disk (false if it has no small disk).
+    pub fn fill_disk(&self, i: usize) -> Result<bool, ClusterError> {
+        match &self.members[i].disk {
+            Some(disk) => disk.fill().map(|_| true).map_err(disk_error),
+            None => Ok(false),
+        }
+    }
+
+    /// Frees member `i`'s disk.
+    pub fn free_disk(&self, i: usize) -> Result<(), ClusterError> {
+        match &self.members[i].disk {
+            Some(disk) => disk.free().map_err(disk_error),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes member `i`'s fsyncs fail (`arm`) or work again (false if it has no fsync fault).
+    pub fn set_fsync_fault(&self, i: usize, arm: bool) -> Result<bool, ClusterError> {
+        match &self.members[i].fsync {
+            Some(f) if arm => f.arm().map(|()| true).map_err(disk_error),
+            Some(f) => f.disarm().map(|()| true).map_err(disk_error),
+            None => Ok(false),
+        }
+    }
+
+    /// Waits at most `within` for member `i` to exit by itself; its status if it did (the
+    /// member is then stopped, ready for [`Cluster::restart`]).
+    pub async fn wait_exit(
+        &mut self,
+        i: usize,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.exited(i) {
+                self.members[i].child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Replaces stopped member `i` by a new member on the same name and ports: its data
+    /// directory is wiped and it is started to join the running cluster (it must have been
+    /// removed, and the new member added, through the cluster API first).
+    pub fn start_replacement(&mut self, i: usize) -> Result<(), ClusterError> {
+        self.kill9(i);
+        let dir = &self.members[i].data_dir;
+        // The directory may be a mount point: empty it rather than remove it.
+        if dir.exists() {
+            let entries =
+                std::fs::read_dir(dir).map_err(io(format!("listing {}", dir.display())))?;
+            for entry in entries {
+                let path = entry
+                    .map_err(io(format!("listing {}", dir.display())))?
+                    .path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(io(format!("removing {}", path.display())))?;
+            }
+        }
+        self.members[i].joins = true;
+        self.spawn(i)
     }
 
     /// `kill -9` of member `i` (a no-op if it is not running).
@@ -281,10 +446,13 @@ impl Cluster {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// Undoes every fault: heals the network, resumes paused members, restarts stopped ones.
+    /// Undoes every fault: heals the network, frees full disks, makes fsync work again, resumes
+    /// paused members and restarts stopped ones.
     pub fn heal_all(&mut self) -> Result<(), ClusterError> {
         self.net.heal();
         for i in 0..self.members.len() {
+            self.free_disk(i)?;
+            self.set_fsync_fault(i, false)?;
             self.resume(i)?;
             if !self.members[i].is_running() || self.exited(i).is_some() {
                 self.restart(i)?;

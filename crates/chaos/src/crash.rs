@@ -13,7 +13,7 @@ use tokio::time::sleep;
 use tonic::transport::Channel;
 
 use crate::client;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, DiskFaults};
 use crate::history::Violation;
 use crate::rng::Rng;
 
@@ -59,7 +59,16 @@ pub async fn run(
         .prefix(&format!("chaos-crash-seed{seed}-"))
         .tempdir_in(work_dir)?;
     let mut rng = Rng::new(seed);
-    let mut cluster = Cluster::start(binary, dir.path(), 1, false, &[], &rng).await?;
+    let mut cluster = Cluster::start(
+        binary,
+        dir.path(),
+        1,
+        false,
+        &[],
+        &DiskFaults::default(),
+        &rng,
+    )
+    .await?;
     let ch = client::channel(&cluster.members[0].client_url())?;
     let mut reports = Vec::new();
     let mut all: Vec<Writes> = Vec::new();

@@ -84,6 +84,9 @@ fn print_run(r: &RunReport, verbose: bool, duration: u64) {
             println!("  VIOLATION [{}] {}", v.check, v.detail);
         }
     }
+    for u in &r.unavailable {
+        println!("  not injected on this machine: {u}");
+    }
     if let Some(d) = &r.dir {
         println!("  member logs and data kept in {}", d.display());
     }

@@ -1,7 +1,8 @@
 //! One seeded chaos run against a cluster: concurrent clients (puts, deletes, compare-and-set
 //! transactions, linearizable and serializable reads), watchers, a lease workload, and a fault
-//! schedule (kill -9 and restart, SIGSTOP/SIGCONT, partitions, delay and loss, leader moves),
-//! all bounded by the run's duration; then the checks of [`crate::history`].
+//! schedule (kill -9 and restart, SIGSTOP/SIGCONT, partitions, delay and loss, leader moves,
+//! a member removed and replaced by a new one, a full disk, failing fsyncs), all bounded by the
+//! run's duration; then the checks of [`crate::history`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use tokio::time::sleep;
 use tonic::transport::Channel;
 
 use crate::client::{self, Event};
-use crate::cluster::{Cluster, ELECTION_MS};
+use crate::cluster::{Cluster, DiskFaults, ELECTION_MS};
 use crate::history::{self, Checked, Kind, Record, Result as Res, Violation};
 use crate::proxy::LinkFault;
 use crate::rng::Rng;
@@ -65,6 +66,8 @@ pub struct RunReport {
     pub violations: Vec<Violation>,
     /// The run's directory (member logs, data), kept when the run failed.
     pub dir: Option<PathBuf>,
+    /// Faults this machine could not inject, and why.
+    pub unavailable: Vec<String>,
 }
 
 impl RunReport {
@@ -155,7 +158,9 @@ async fn run_in(
         "--experimental-snapshot-catchup-entries".to_owned(),
         (cfg.snapshot_count / 4).max(1).to_string(),
     ];
-    let cluster = Cluster::start(&cfg.binary, &dir, n, true, &extra, &rng).await?;
+    let (disk_faults, unavailable) = DiskFaults::probe(&dir);
+    report.unavailable = unavailable;
+    let cluster = Cluster::start(&cfg.binary, &dir, n, true, &extra, &disk_faults, &rng).await?;
     let chans: Vec<Channel> = cluster
         .members
         .iter()
@@ -635,7 +640,7 @@ async fn fault_schedule(
     mut cluster: Cluster,
     mut rng: Rng,
     chans: Vec<Channel>,
-    ids: Vec<u64>,
+    mut ids: Vec<u64>,
     start: Instant,
     deadline: Instant,
 ) -> FaultsDone {
@@ -673,13 +678,16 @@ async fn fault_schedule(
         let who = |i: usize| format!("m{i}{}", if Some(i) == lead { " (leader)" } else { "" });
         let hold = Duration::from_millis(rng.range(2 * ELECTION_MS, 5 * ELECTION_MS));
         let kind = match rng.below(100) {
-            0..5 => "kill -9 all + restart",
-            5..22 => "kill -9 + restart",
-            22..35 => "SIGSTOP/SIGCONT",
-            35..52 => "partition",
-            52..68 => "delay/loss",
-            68..80 => "compound",
-            _ => "move leader",
+            0..4 => "kill -9 all + restart",
+            4..18 => "kill -9 + restart",
+            18..29 => "SIGSTOP/SIGCONT",
+            29..42 => "partition",
+            42..54 => "delay/loss",
+            54..64 => "compound",
+            64..74 => "move leader",
+            74..82 => "replace member",
+            82..91 => "disk full",
+            _ => "fsync error",
         };
         match kind {
             "kill -9 + restart" => {
@@ -820,6 +828,54 @@ async fn fault_schedule(
                 sleep(hold).await;
                 cluster.net.heal();
             }
+            "replace member" => {
+                let line =
+                    replace_member(&mut cluster, &chans, &mut ids, target, &mut crashed).await;
+                schedule.push(format!("{} replace {}: {line}", t(start), who(target)));
+            }
+            "disk full" | "fsync error" => {
+                let armed = if kind == "disk full" {
+                    cluster.fill_disk(target)
+                } else {
+                    cluster.set_fsync_fault(target, true)
+                };
+                match armed {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        schedule.push(format!("{} {kind} skipped: unavailable here", t(start)));
+                        continue;
+                    }
+                    Err(e) => {
+                        schedule.push(format!(
+                            "{} {kind} on m{target} not injected: {e}",
+                            t(start)
+                        ));
+                        continue;
+                    }
+                }
+                let outcome = disk_fault_outcome(&mut cluster, target, kind, &mut crashed).await;
+                let undone = if kind == "disk full" {
+                    cluster.free_disk(target)
+                } else {
+                    cluster.set_fsync_fault(target, false).map(|_| ())
+                };
+                let restarted = match undone {
+                    Err(e) => format!("; undoing it failed: {e}"),
+                    // A member that stopped is restarted; one that needed no new block goes on.
+                    Ok(()) if !cluster.members[target].is_running() => {
+                        match cluster.restart(target) {
+                            Ok(()) => "; undone, restarted".to_owned(),
+                            Err(e) => format!("; undone, restart failed: {e}"),
+                        }
+                    }
+                    Ok(()) => "; undone".to_owned(),
+                };
+                schedule.push(format!(
+                    "{} {kind} on {}: {outcome}{restarted}",
+                    t(start),
+                    who(target)
+                ));
+            }
             _ => {
                 let Some(l) = lead else {
                     schedule.push(format!("{} move leader skipped: no leader", t(start)));
@@ -833,4 +889,144 @@ async fn fault_schedule(
         *done.entry(kind).or_default() += 1;
     }
     (cluster, done, schedule, crashed)
+}
+
+/// How long a member with a full disk or failing fsyncs gets to stop by itself. A full disk
+/// only stops a member that needs a new block (its WAL and backend may reuse allocated space),
+/// so still running then is no violation; failing silently, or staying up while unable to
+/// write, is (the final checks read every member).
+const DISK_FAULT_WAIT: Duration = Duration::from_secs(10);
+
+/// What a member did after a disk fault was armed: stopped with an error that names its
+/// failure (etcd exits on these), or kept running. Stopping any other way is a violation.
+async fn disk_fault_outcome(
+    cluster: &mut Cluster,
+    i: usize,
+    kind: &str,
+    violations: &mut Vec<Violation>,
+) -> String {
+    match cluster.wait_exit(i, DISK_FAULT_WAIT).await {
+        None => format!("kept running for {DISK_FAULT_WAIT:?}"),
+        Some(status) => {
+            let log = cluster.log_tail(i, 40);
+            if status.success() || !log.contains("the member failed and stopped") {
+                violations.push(Violation {
+                    check: "disk fault",
+                    detail: format!(
+                        "{} stopped ({status}) on a {kind} without saying why; log tail:\n{log}",
+                        cluster.members[i].name
+                    ),
+                });
+            }
+            format!("stopped ({status})")
+        }
+    }
+}
+
+/// How long membership steps (a removed member stopping, a learner catching up) may take.
+const MEMBERSHIP_WAIT: Duration = Duration::from_secs(30);
+
+/// Tries `call` on each member in turn (a few rounds) until one succeeds.
+async fn on_any<T, F, Fut>(chans: &[Channel], skip: usize, mut call: F) -> Result<T, String>
+where
+    F: FnMut(Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<T, client::CallError>>,
+{
+    let mut last = String::from("no member to ask");
+    for round in 0..5 {
+        for (i, ch) in chans.iter().enumerate() {
+            if i == skip {
+                continue;
+            }
+            match call(ch.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        sleep(Duration::from_millis(200 * (round + 1))).await;
+    }
+    Err(last)
+}
+
+/// etcd's way of replacing a member: remove it (it must stop by itself), add a new member with
+/// the same peer URL as a learner, start it on an empty data directory to join, and promote it
+/// once it has caught up. Updates `ids`; returns the schedule's line.
+async fn replace_member(
+    cluster: &mut Cluster,
+    chans: &[Channel],
+    ids: &mut [u64],
+    i: usize,
+    violations: &mut Vec<Violation>,
+) -> String {
+    let old = ids[i];
+    if let Err(e) = on_any(chans, i, |ch| async move {
+        client::member_remove(&ch, old).await
+    })
+    .await
+    {
+        return format!("skipped: removing {old:x} failed: {e}");
+    }
+    let name = cluster.members[i].name.clone();
+    match cluster.wait_exit(i, MEMBERSHIP_WAIT).await {
+        Some(status) if status.success() => {}
+        Some(status) => violations.push(Violation {
+            check: "membership",
+            detail: format!(
+                "removed member {name} exited with {status}; log tail:\n{}",
+                cluster.log_tail(i, 30)
+            ),
+        }),
+        None if !cluster.members[i].is_running() => {}
+        None => {
+            violations.push(Violation {
+                check: "membership",
+                detail: format!("removed member {name} still running {MEMBERSHIP_WAIT:?} later"),
+            });
+            cluster.kill9(i);
+        }
+    }
+    let peer_url = cluster.members[i].peer_url();
+    let new = match on_any(chans, i, |ch| {
+        let url = peer_url.clone();
+        async move { client::member_add(&ch, &url, true).await }
+    })
+    .await
+    {
+        Ok(id) => id,
+        Err(e) => {
+            violations.push(Violation {
+                check: "membership",
+                detail: format!(
+                    "adding a member with {peer_url} after removing {old:x} failed: {e}"
+                ),
+            });
+            return format!("removed {old:x}; adding its replacement failed: {e}");
+        }
+    };
+    ids[i] = new;
+    cluster.net.set_ids(ids);
+    if let Err(e) = cluster.start_replacement(i) {
+        return format!("removed {old:x}, added learner {new:x}; starting it failed: {e}");
+    }
+    let deadline = Instant::now() + MEMBERSHIP_WAIT;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match on_any(chans, i, |ch| async move {
+            client::member_promote(&ch, new).await
+        })
+        .await
+        {
+            Ok(()) => return format!("removed {old:x}, added learner {new:x}, promoted it"),
+            Err(e) => last = e,
+        }
+        sleep(Duration::from_millis(500)).await;
+    }
+    violations.push(Violation {
+        check: "membership",
+        detail: format!(
+            "learner {new:x} ({name}) not promoted within {MEMBERSHIP_WAIT:?}: {last}; log tail:\n{}",
+            cluster.log_tail(i, 30)
+        ),
+    });
+    format!("removed {old:x}, added learner {new:x}; promotion failed: {last}")
 }

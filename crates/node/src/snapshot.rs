@@ -22,7 +22,8 @@ use crate::engine::EngineKind;
 use crate::error::StartError;
 
 const META_VERSION: u8 = 1;
-/// Snapshot files kept besides the newest (older ones are deleted).
+/// Snapshot metadata files kept besides the newest (older ones are deleted). Only the newest
+/// keeps its `.snap.db`: it is the only one raft sends, and each is a copy of the backend.
 const KEEP_SNAPSHOTS: usize = 3;
 
 /// The member's directories.
@@ -167,17 +168,29 @@ pub fn save_db(paths: &DataPaths, term: u64, index: u64, mut reader: impl Read) 
     })
 }
 
-/// Deletes all but the newest few snapshots.
+/// Deletes the backend copies (`.snap.db`) of all but the newest snapshot, and all but the
+/// newest few metadata files. A copy being streamed to a follower stays readable through its
+/// open file until the stream ends.
 pub fn purge(paths: &DataPaths) {
     let Ok(mut metas) = list_meta_files(paths) else {
         return;
     };
     metas.sort();
-    let n = metas.len().saturating_sub(KEEP_SNAPSHOTS + 1);
-    for meta in metas.into_iter().take(n) {
+    let older = metas.len().saturating_sub(1);
+    let unkept = metas.len().saturating_sub(KEEP_SNAPSHOTS + 1);
+    for (i, meta) in metas.into_iter().take(older).enumerate() {
         let _ = fs::remove_file(meta.with_extension("snap.db"));
-        let _ = fs::remove_file(&meta);
+        if i < unkept {
+            let _ = fs::remove_file(&meta);
+        }
     }
+}
+
+/// Whether the snapshot at `index` may have no `.snap.db`: only the bootstrap snapshot, whose
+/// state every initial member creates itself. Any other snapshot without its file must not be
+/// sent (as empty data it would wipe the receiver's state).
+pub fn may_lack_data(index: u64) -> bool {
+    index <= crate::restore::RESTORED_INDEX
 }
 
 fn current_file(paths: &DataPaths) -> PathBuf {

@@ -345,6 +345,36 @@ fn snapshot_files_are_streamed_file_to_file() {
     let got = recv_messages(&brx, 1, WAIT);
     assert!(got.first() == Some(&empty));
     assert!(!paths_b.db_file(5, 1).exists());
+    assert!(matches!(
+        wait_event(&arx, WAIT, |e| matches!(
+            e,
+            PeerEvent::SnapshotStatus { .. }
+        )),
+        Some(PeerEvent::SnapshotStatus {
+            to: 2,
+            failed: false
+        })
+    ));
+
+    // Any other snapshot whose file is gone is not sent (as empty data it would wipe the
+    // receiver's state): the send fails and nothing arrives.
+    let mut lost = snapshot_message(1, 2, 0);
+    lost.snapshot.as_mut().unwrap().metadata.index = 4321;
+    a.send(vec![lost]);
+    let status = wait_event(&arx, WAIT, |e| {
+        matches!(e, PeerEvent::SnapshotStatus { .. })
+    });
+    assert!(
+        matches!(
+            status,
+            Some(PeerEvent::SnapshotStatus {
+                to: 2,
+                failed: true
+            })
+        ),
+        "{status:?}"
+    );
+    assert!(recv_messages(&brx, 1, Duration::from_millis(500)).is_empty());
 }
 
 /// A members query (a member joining a running cluster) is answered `NotReady` until the node

@@ -452,7 +452,8 @@ enum SnapshotData {
 
 impl SnapshotData {
     /// The data of `m`: taken out of the message, or opened from the snapshot file when the
-    /// transport streams files (no file: the empty bootstrap snapshot).
+    /// transport streams files (no file: the empty bootstrap snapshot; for any other
+    /// snapshot a missing file is an error).
     fn take(shared: &Shared, m: &mut Message) -> Result<SnapshotData, TransportError> {
         let Some(snap) = m.snapshot.as_mut() else {
             return Ok(SnapshotData::Memory(Vec::new()));
@@ -470,10 +471,16 @@ impl SnapshotData {
                 let len = f.metadata().map_err(io_err)?.len();
                 Ok(SnapshotData::File(f, len))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && crate::snapshot::may_lack_data(snap.metadata.index) =>
+            {
                 Ok(SnapshotData::Memory(Vec::new()))
             }
-            Err(e) => Err(io_err(e)),
+            Err(e) => Err(io_err(std::io::Error::new(
+                e.kind(),
+                format!("opening {}: {e}", path.display()),
+            ))),
         }
     }
 

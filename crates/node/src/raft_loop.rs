@@ -323,6 +323,18 @@ impl RaftLoop {
         if let Some(ss) = rd.soft_state {
             self.on_soft_state(ss.lead, ss.raft_state);
         }
+        // A leader sends before it persists, so its fsync overlaps the followers' (the raft
+        // thesis, 10.2.1; etcd does the same): it counts its own entries toward a commit only
+        // once they are persisted (its self-acknowledgement waits for `advance`). Not when the
+        // term or vote changes in this Ready: nothing may leave before those are durable.
+        let stored = *self.raw.store().hard_state();
+        let send_early = self.shared.is_leader()
+            && rd.snapshot.is_empty()
+            && (rd.hard_state.is_empty()
+                || (rd.hard_state.term == stored.term && rd.hard_state.vote == stored.vote));
+        if send_early {
+            self.send_messages(std::mem::take(&mut rd.messages));
+        }
         if !rd.snapshot.is_empty() {
             self.persist_snapshot(std::mem::take(&mut rd.snapshot))?;
         }
@@ -333,17 +345,7 @@ impl RaftLoop {
         if !rd.hard_state.is_empty() {
             self.raw.store_mut().set_hard_state(rd.hard_state);
         }
-        if !rd.messages.is_empty() {
-            let mut msgs = std::mem::take(&mut rd.messages);
-            if !self.transport.streams_snapshot_files() {
-                for m in &mut msgs {
-                    if m.msg_type == MessageType::MsgSnap {
-                        self.fill_snapshot(m);
-                    }
-                }
-            }
-            self.transport.send(msgs);
-        }
+        self.send_messages(std::mem::take(&mut rd.messages));
         for rs in rd.read_states.drain(..) {
             let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
                 continue;
@@ -369,6 +371,26 @@ impl RaftLoop {
         self.raw.advance();
         self.publish_status();
         Ok(())
+    }
+
+    fn send_messages(&mut self, mut msgs: Vec<raft_core::raftpb::Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        if !self.transport.streams_snapshot_files() {
+            let mut unsent = Vec::new();
+            msgs.retain_mut(|m| {
+                let ok = m.msg_type != MessageType::MsgSnap || self.fill_snapshot(m);
+                if !ok {
+                    unsent.push(m.to);
+                }
+                ok
+            });
+            for to in unsent {
+                self.raw.report_snapshot(to, SnapshotStatus::Failure);
+            }
+        }
+        self.transport.send(msgs);
     }
 
     fn on_soft_state(&mut self, lead: u64, role: StateRole) {
@@ -433,17 +455,29 @@ impl RaftLoop {
         Ok(())
     }
 
-    /// Puts the backend snapshot file into an outgoing `MsgSnap`.
-    fn fill_snapshot(&self, m: &mut raft_core::raftpb::Message) {
+    /// Puts the backend snapshot file into an outgoing `MsgSnap`; false if it cannot be read
+    /// (then the message must not leave: without its data it would wipe the receiver).
+    fn fill_snapshot(&self, m: &mut raft_core::raftpb::Message) -> bool {
         let Some(snap) = m.snapshot.as_mut() else {
-            return;
+            return true;
         };
         let path = self.paths.db_file(snap.metadata.term, snap.metadata.index);
         match std::fs::read(&path) {
-            Ok(data) => snap.data = data,
+            Ok(data) => {
+                snap.data = data;
+                true
+            }
             // The bootstrap snapshot has no backend file: the state machine was empty.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::error!(path = %path.display(), error = %e, "reading snapshot"),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && snapshot::may_lack_data(snap.metadata.index) =>
+            {
+                true
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "reading snapshot; not sending it");
+                false
+            }
         }
     }
 

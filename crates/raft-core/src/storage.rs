@@ -93,6 +93,11 @@ impl MemStorage {
         self.offset() + self.entries.len() as u64 - 1
     }
 
+    /// The hard state last set (what the embedder persisted).
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
     /// Saves the hard state.
     pub fn set_hard_state(&mut self, hard_state: HardState) {
         self.hard_state = hard_state;

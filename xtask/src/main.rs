@@ -114,7 +114,11 @@ fn raft_dirs(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
 
 /// The workspace root (xtask lives one level below it).
 fn workspace_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // `cargo run` sets it at run time; the compile-time value names wherever this binary was
+    // built, which a target directory shared between clones may reuse from another clone.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let manifest_dir = manifest_dir.as_path();
     manifest_dir
         .parent()
         .map(Path::to_path_buf)

@@ -15,7 +15,15 @@
 
 use std::collections::HashSet;
 
+use smallvec::SmallVec;
+
 use crate::Revision;
+
+/// A generation's revisions: inline while there is one (most keys), so that the index of a
+/// key written once costs no heap allocation beyond its key.
+type Revisions = SmallVec<[Revision; 1]>;
+/// A key's generations: inline while there is one (a key never deleted).
+type Generations = SmallVec<[Generation; 1]>;
 
 /// One life of a key: from the put that created it to the tombstone that deleted it (the last
 /// generation of a live key has no tombstone).
@@ -23,13 +31,17 @@ use crate::Revision;
 pub struct Generation {
     ver: i64,
     created: Revision,
-    revs: Vec<Revision>,
+    revs: Revisions,
 }
 
 impl Generation {
     /// A generation with the given version count, creation revision and revisions (ascending).
     pub fn new(ver: i64, created: Revision, revs: Vec<Revision>) -> Generation {
-        Generation { ver, created, revs }
+        Generation {
+            ver,
+            created,
+            revs: revs.into_iter().collect(),
+        }
     }
 
     /// Whether the generation holds no revision (a deleted key's next, unborn generation).
@@ -82,7 +94,7 @@ pub struct RevisionNotFound;
 pub struct KeyIndex {
     key: Vec<u8>,
     modified: Revision,
-    generations: Vec<Generation>,
+    generations: Generations,
 }
 
 impl KeyIndex {
@@ -91,7 +103,7 @@ impl KeyIndex {
         KeyIndex {
             key: key.into(),
             modified: Revision::default(),
-            generations: Vec::new(),
+            generations: Generations::new(),
         }
     }
 
@@ -104,7 +116,7 @@ impl KeyIndex {
         KeyIndex {
             key: key.into(),
             modified,
-            generations,
+            generations: generations.into_iter().collect(),
         }
     }
 
@@ -165,7 +177,7 @@ impl KeyIndex {
         self.generations.push(Generation {
             ver,
             created,
-            revs: vec![modified],
+            revs: smallvec::smallvec![modified],
         });
     }
 

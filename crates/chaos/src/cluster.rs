@@ -461,6 +461,18 @@ impl Cluster {
         Ok(())
     }
 
+    /// The length of member `i`'s log now (a mark for [`Cluster::log_since`]).
+    pub fn log_len(&self, i: usize) -> u64 {
+        std::fs::metadata(&self.members[i].log).map_or(0, |m| m.len())
+    }
+
+    /// Member `i`'s log from byte `from` on (lossy UTF-8; empty if it cannot be read).
+    pub fn log_since(&self, i: usize, from: u64) -> String {
+        let bytes = std::fs::read(&self.members[i].log).unwrap_or_default();
+        let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+        String::from_utf8_lossy(&bytes[from..]).into_owned()
+    }
+
     /// The last `lines` lines of member `i`'s log.
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();

@@ -834,6 +834,8 @@ async fn fault_schedule(
                 schedule.push(format!("{} replace {}: {line}", t(start), who(target)));
             }
             "disk full" | "fsync error" => {
+                // What the member logs from now on is what it says of the fault.
+                let log_from = cluster.log_len(target);
                 let armed = if kind == "disk full" {
                     cluster.fill_disk(target)
                 } else {
@@ -853,7 +855,8 @@ async fn fault_schedule(
                         continue;
                     }
                 }
-                let outcome = disk_fault_outcome(&mut cluster, target, kind, &mut crashed).await;
+                let outcome =
+                    disk_fault_outcome(&mut cluster, target, kind, log_from, &mut crashed).await;
                 let undone = if kind == "disk full" {
                     cluster.free_disk(target)
                 } else {
@@ -903,13 +906,17 @@ async fn disk_fault_outcome(
     cluster: &mut Cluster,
     i: usize,
     kind: &str,
+    log_from: u64,
     violations: &mut Vec<Violation>,
 ) -> String {
     match cluster.wait_exit(i, DISK_FAULT_WAIT).await {
         None => format!("kept running for {DISK_FAULT_WAIT:?}"),
         Some(status) => {
-            let log = cluster.log_tail(i, 40);
-            if status.success() || !log.contains("the member failed and stopped") {
+            // The whole log since the fault, not its tail: with RUST_BACKTRACE set, the error
+            // line is followed by a backtrace longer than any fixed tail.
+            let said = cluster.log_since(i, log_from);
+            if status.success() || !said.contains("the member failed and stopped") {
+                let log = cluster.log_tail(i, 40);
                 violations.push(Violation {
                     check: "disk fault",
                     detail: format!(

@@ -228,7 +228,7 @@ pub(crate) struct Shared {
     pub(crate) removed: AtomicBool,
     /// The first fatal failure of the raft loop or the apply thread (a WAL or backend write
     /// failed): the member cannot go on safely and must be stopped.
-    failure: Mutex<Option<String>>,
+    failure: std::sync::OnceLock<String>,
 }
 
 impl Shared {
@@ -237,15 +237,12 @@ impl Shared {
     pub(crate) fn fail(&self, what: &str, error: &dyn std::fmt::Display) {
         let reason = format!("{what}: {error}");
         tracing::error!(member = %format_args!("{:x}", self.member_id), "{reason}; this member must stop");
-        let mut failure = self.failure.lock();
-        if failure.is_none() {
-            *failure = Some(reason);
-        }
+        let _ = self.failure.set(reason);
     }
 
     /// Whether a fatal failure was recorded ([`Shared::fail`]).
     pub(crate) fn has_failed(&self) -> bool {
-        self.failure.lock().is_some()
+        self.failure.get().is_some()
     }
 
     pub(crate) fn store(&self) -> Arc<WatchableStore> {
@@ -627,7 +624,7 @@ impl Node {
             stopped: AtomicBool::new(false),
             published: AtomicBool::new(false),
             removed: AtomicBool::new(removed_already),
-            failure: Mutex::new(None),
+            failure: std::sync::OnceLock::new(),
         });
 
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -757,8 +754,8 @@ impl Node {
     /// the disk is fixed, as etcd exits on these errors.
     pub fn failure(&self) -> Option<String> {
         let shared = self.shared();
-        if let Some(reason) = shared.failure.lock().clone() {
-            return Some(reason);
+        if let Some(reason) = shared.failure.get() {
+            return Some(reason.clone());
         }
         let backend = shared.store().backend().failure()?;
         Some(format!("committing the backend: {backend}"))

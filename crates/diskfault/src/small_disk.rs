@@ -62,7 +62,7 @@ impl SmallDisk {
                 match file.write(&buf) {
                     Ok(0) => break,
                     Ok(n) => written += n as u64,
-                    Err(e) if e.raw_os_error() == Some(ENOSPC) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(io(format!("writing {}", path.display()))(e)),
                 }
@@ -87,9 +87,6 @@ impl SmallDisk {
         run("umount", &[OsStr::new("-l"), self.dir.as_os_str()])
     }
 }
-
-/// `ENOSPC` on Linux.
-const ENOSPC: i32 = 28;
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
@@ -128,7 +125,7 @@ mod tests {
         );
         let err = std::fs::write(disk.path().join("after"), vec![1u8; 8192])
             .expect_err("a write on a full disk");
-        assert_eq!(err.raw_os_error(), Some(ENOSPC), "{err}");
+        assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
         disk.free().expect("free");
         std::fs::write(disk.path().join("after"), vec![1u8; 8192]).expect("a write after freeing");
         let dir = disk.path().to_path_buf();

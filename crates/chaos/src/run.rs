@@ -364,19 +364,30 @@ async fn run_in(
     }
     for i in 0..n {
         if let Some(status) = cluster.exited(i) {
-            out.push(Violation {
-                check: "crash",
-                detail: format!(
-                    "{} exited by itself ({status}) after the run; log tail:\n{}",
-                    cluster.members[i].name,
-                    cluster.log_tail(i, 30)
-                ),
-            });
+            out.push(crash_violation(&cluster, i, status, " after the run"));
         }
     }
     report.violations.extend(out);
     drop(cluster);
     Ok(())
+}
+
+/// Member `i` exited by itself with `status` (`when` qualifies the moment, e.g. " after the
+/// run"): a violation carrying its log's tail.
+fn crash_violation(
+    cluster: &Cluster,
+    i: usize,
+    status: std::process::ExitStatus,
+    when: &str,
+) -> Violation {
+    Violation {
+        check: "crash",
+        detail: format!(
+            "{} exited by itself ({status}){when}; log tail:\n{}",
+            cluster.members[i].name,
+            cluster.log_tail(i, 30)
+        ),
+    }
 }
 
 /// A KV client: random operations on the shared keys until `deadline`, each recorded.
@@ -656,14 +667,7 @@ async fn fault_schedule(
         }
         for i in 0..n {
             if let Some(status) = cluster.exited(i) {
-                crashed.push(Violation {
-                    check: "crash",
-                    detail: format!(
-                        "{} exited by itself ({status}); log tail:\n{}",
-                        cluster.members[i].name,
-                        cluster.log_tail(i, 30)
-                    ),
-                });
+                crashed.push(crash_violation(&cluster, i, status, ""));
                 let _ = cluster.restart(i);
             }
         }

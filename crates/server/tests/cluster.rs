@@ -13,18 +13,7 @@ use common::{Ferrocd, MemberSpec, eventually, leader};
 /// Starts three members and waits until each serves linearizable reads.
 fn start_three(dir: &std::path::Path, names: [&str; 3]) -> (Vec<MemberSpec>, Vec<Ferrocd>) {
     let specs: Vec<MemberSpec> = names.iter().map(|n| MemberSpec::new(n)).collect();
-    let initial = specs
-        .iter()
-        .map(|s| format!("{}={}", s.name, s.peer_url()))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut members: Vec<Ferrocd> = specs
-        .iter()
-        .map(|s| Ferrocd::start_member(s.clone(), &initial, dir))
-        .collect();
-    for m in &mut members {
-        m.wait_ready(Duration::from_secs(60));
-    }
+    let members = common::start_cluster(dir, &specs, &[], &|_| Vec::new());
     (specs, members)
 }
 

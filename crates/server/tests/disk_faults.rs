@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::{Ferrocd, MemberSpec, eventually};
@@ -19,27 +18,11 @@ use diskfault::{FsyncShim, SmallDisk};
 /// How long a cluster may take to elect a leader, stop a failed member or catch one up.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Whether the tests run as root (mounting a tmpfs needs it).
-fn root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
 fn specs() -> Vec<MemberSpec> {
     ["d1", "d2", "d3"]
         .iter()
         .map(|n| MemberSpec::new(n))
         .collect()
-}
-
-fn initial_cluster(specs: &[MemberSpec]) -> String {
-    specs
-        .iter()
-        .map(|s| format!("{}={}", s.name, s.peer_url()))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Puts `count` keys `{prefix}{i}` with 1 KiB values through the members other than `skip`,
@@ -106,36 +89,8 @@ fn assert_failed_with(member: &mut Ferrocd, cause: &str) {
     );
 }
 
-/// The leader's index among `members` (by `endpoint status`).
-fn leader_index(members: &[Ferrocd]) -> usize {
-    common::leader(members).0
-}
-
-fn start(
-    dir: &Path,
-    specs: Vec<MemberSpec>,
-    env: &dyn Fn(&str) -> Vec<(String, std::ffi::OsString)>,
-) -> Vec<Ferrocd> {
-    let initial = initial_cluster(&specs);
-    let mut members: Vec<Ferrocd> = specs
-        .into_iter()
-        .map(|s| {
-            let e = env(&s.name);
-            Ferrocd::start_member_env(s, &initial, dir, &[], e)
-        })
-        .collect();
-    for m in &mut members {
-        m.wait_ready(Duration::from_secs(60));
-    }
-    members
-}
-
 #[test]
 fn a_follower_whose_disk_fills_up_stops_and_recovers_everything_once_freed() {
-    if !root() {
-        eprintln!("SKIPPED: a full disk needs a tmpfs, and mounting one needs root");
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let specs = specs();
     // Every member on its own small disk: which one follows is known only after the election.
@@ -144,16 +99,18 @@ fn a_follower_whose_disk_fills_up_stops_and_recovers_everything_once_freed() {
         match SmallDisk::mount(&tmp.path().join(&s.name), 256) {
             Ok(disk) => disks.push(disk),
             Err(e) => {
-                eprintln!("SKIPPED: this machine cannot mount a tmpfs: {e}");
+                eprintln!(
+                    "SKIPPED: a full disk needs a tmpfs, and this machine cannot mount one (it needs root): {e}"
+                );
                 return;
             }
         }
     }
-    let mut members = start(tmp.path(), specs, &|_| Vec::new());
+    let mut members = common::start_cluster(tmp.path(), &specs, &[], &|_| Vec::new());
     let before = put_many(&members, usize::MAX, "full/before/", 20);
     assert_eq!(before.len(), 20, "a healthy cluster acknowledges every put");
 
-    let leader = leader_index(&members);
+    let leader = common::leader(&members).0;
     let victim = (leader + 1) % members.len();
     disks[victim].fill().expect("fill the follower's disk");
     // The others go on; the victim's next backend commit or WAL write fails.
@@ -189,15 +146,15 @@ fn a_leader_whose_fsync_fails_stops_and_the_cluster_goes_on_without_losing_write
                 .expect("fault")
         })
         .collect();
-    let env = |name: &str| {
-        let i = ["d1", "d2", "d3"].iter().position(|n| *n == name).unwrap();
+    let env = |spec: &MemberSpec| {
+        let i = specs.iter().position(|s| s.name == spec.name).unwrap();
         faults[i].env()
     };
-    let mut members = start(tmp.path(), specs, &env);
+    let mut members = common::start_cluster(tmp.path(), &specs, &[], &env);
     let before = put_many(&members, usize::MAX, "fsync/before/", 20);
     assert_eq!(before.len(), 20, "a healthy cluster acknowledges every put");
 
-    let leader = leader_index(&members);
+    let leader = common::leader(&members).0;
     faults[leader].arm().expect("arm the leader's fsync fault");
     // The leader's next WAL sync fails: it stops, the others elect a leader and go on.
     let _ = common::etcdctl_timeout(

@@ -29,19 +29,7 @@ fn start_three(dir: &Path, extra: &[&str]) -> Vec<Ferrocd> {
         .iter()
         .map(|n| MemberSpec::new(n))
         .collect();
-    let initial = specs
-        .iter()
-        .map(|s| format!("{}={}", s.name, s.peer_url()))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut members: Vec<Ferrocd> = specs
-        .into_iter()
-        .map(|s| Ferrocd::start_member_with(s, &initial, dir, extra))
-        .collect();
-    for m in &mut members {
-        m.wait_ready(Duration::from_secs(60));
-    }
-    members
+    common::start_cluster(dir, &specs, extra, &|_| Vec::new())
 }
 
 /// The unsigned number after `"key":` in etcdctl's JSON output.

@@ -12,14 +12,6 @@ use std::time::Duration;
 
 use common::{Ferrocd, MemberSpec, eventually, leader};
 
-fn initial_cluster(specs: &[&MemberSpec]) -> String {
-    specs
-        .iter()
-        .map(|s| format!("{}={}", s.name, s.peer_url()))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The id (hex) of the member named `name` in `etcdctl member list` output.
 fn member_id(list: &str, name: &str) -> Option<String> {
     list.lines()
@@ -32,14 +24,7 @@ fn member_id(list: &str, name: &str) -> Option<String> {
 fn a_new_process_joins_as_learner_is_promoted_and_stops_once_removed() {
     let dir = tempfile::tempdir().unwrap();
     let specs: Vec<MemberSpec> = ["a", "b", "c"].iter().map(|n| MemberSpec::new(n)).collect();
-    let initial = initial_cluster(&specs.iter().collect::<Vec<_>>());
-    let mut members: Vec<Ferrocd> = specs
-        .iter()
-        .map(|s| Ferrocd::start_member(s.clone(), &initial, dir.path()))
-        .collect();
-    for m in &mut members {
-        m.wait_ready(Duration::from_secs(60));
-    }
+    let mut members = common::start_cluster(dir.path(), &specs, &[], &|_| Vec::new());
     for i in 0..20 {
         members[0].ok(&["put", &format!("k{i}"), &format!("v{i}")]);
     }
@@ -53,7 +38,7 @@ fn a_new_process_joins_as_learner_is_promoted_and_stops_once_removed() {
         "--learner",
         &format!("--peer-urls={}", d.peer_url()),
     ]);
-    let all = initial_cluster(&[&specs[0], &specs[1], &specs[2], &d]);
+    let all = common::initial_cluster([&specs[0], &specs[1], &specs[2], &d]);
     let printed = added
         .lines()
         .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER="))
@@ -155,12 +140,12 @@ fn a_new_process_joins_as_learner_is_promoted_and_stops_once_removed() {
 fn joining_without_member_add_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let a = MemberSpec::new("a");
-    let mut first = Ferrocd::start_member(a.clone(), &initial_cluster(&[&a]), dir.path());
+    let mut first = Ferrocd::start_member(a.clone(), &common::initial_cluster([&a]), dir.path());
     first.wait_ready(Duration::from_secs(30));
     let b = MemberSpec::new("b");
     let mut joiner = Ferrocd::start_member_with(
         b.clone(),
-        &initial_cluster(&[&a, &b]),
+        &common::initial_cluster([&a, &b]),
         dir.path(),
         &["--initial-cluster-state", "existing"],
     );
@@ -181,7 +166,7 @@ fn joining_without_member_add_is_refused_with_a_clear_error() {
 fn member_and_cluster_ids_are_etcds() {
     let dir = tempfile::tempdir().unwrap();
     let spec = MemberSpec::new("default");
-    let initial = initial_cluster(&[&spec]);
+    let initial = common::initial_cluster([&spec]);
     let mut ours = Ferrocd::start_member(spec.clone(), &initial, dir.path());
     ours.wait_ready(Duration::from_secs(30));
     let ours_json: serde_json::Value =

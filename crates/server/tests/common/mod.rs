@@ -444,6 +444,34 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// `--initial-cluster` for `specs`: `name=peer-url,...`.
+pub fn initial_cluster<'a>(specs: impl IntoIterator<Item = &'a MemberSpec>) -> String {
+    specs
+        .into_iter()
+        .map(|s| format!("{}={}", s.name, s.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Starts one member per spec as a new cluster under `dir`, each with the `extra` flags and
+/// `env(spec)` added to its environment, and waits until each serves linearizable reads.
+pub fn start_cluster(
+    dir: &Path,
+    specs: &[MemberSpec],
+    extra: &[&str],
+    env: &dyn Fn(&MemberSpec) -> Vec<(String, OsString)>,
+) -> Vec<Ferrocd> {
+    let initial = initial_cluster(specs);
+    let mut members: Vec<Ferrocd> = specs
+        .iter()
+        .map(|s| Ferrocd::start_member_env(s.clone(), &initial, dir, extra, env(s)))
+        .collect();
+    for m in &mut members {
+        m.wait_ready(Duration::from_secs(60));
+    }
+    members
+}
+
 /// The leader's index and its member id (hex), once exactly one member leads.
 pub fn leader(members: &[Ferrocd]) -> (usize, String) {
     eventually(Duration::from_secs(20), || {

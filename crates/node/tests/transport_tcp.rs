@@ -84,6 +84,15 @@ fn recv_messages(rx: &Receiver<PeerEvent>, n: usize, timeout: Duration) -> Vec<M
 }
 
 /// The first event matching `pred` within `timeout`.
+/// Waits for the next snapshot status report and checks that it is for `to`, `failed` or not.
+fn assert_snapshot_status(rx: &Receiver<PeerEvent>, to: u64, failed: bool) {
+    let status = wait_event(rx, WAIT, |e| matches!(e, PeerEvent::SnapshotStatus { .. }));
+    assert!(
+        matches!(status, Some(PeerEvent::SnapshotStatus { to: t, failed: f }) if t == to && f == failed),
+        "{status:?}"
+    );
+}
+
 fn wait_event(
     rx: &Receiver<PeerEvent>,
     timeout: Duration,
@@ -327,16 +336,7 @@ fn snapshot_files_are_streamed_file_to_file() {
     assert!(got[0] == snap, "the message arrives without data");
     assert_eq!(std::fs::read(paths_b.db_file(5, 1234)).unwrap(), data);
     assert!(!paths_b.db_file(5, 1234).with_extension("db.part").exists());
-    let status = wait_event(&arx, WAIT, |e| {
-        matches!(e, PeerEvent::SnapshotStatus { .. })
-    });
-    assert!(matches!(
-        status,
-        Some(PeerEvent::SnapshotStatus {
-            to: 2,
-            failed: false
-        })
-    ));
+    assert_snapshot_status(&arx, 2, false);
 
     // No file (the bootstrap snapshot): an empty snapshot, no file on the receiver.
     let mut empty = snapshot_message(1, 2, 0);
@@ -345,35 +345,14 @@ fn snapshot_files_are_streamed_file_to_file() {
     let got = recv_messages(&brx, 1, WAIT);
     assert!(got.first() == Some(&empty));
     assert!(!paths_b.db_file(5, 1).exists());
-    assert!(matches!(
-        wait_event(&arx, WAIT, |e| matches!(
-            e,
-            PeerEvent::SnapshotStatus { .. }
-        )),
-        Some(PeerEvent::SnapshotStatus {
-            to: 2,
-            failed: false
-        })
-    ));
+    assert_snapshot_status(&arx, 2, false);
 
     // Any other snapshot whose file is gone is not sent (as empty data it would wipe the
     // receiver's state): the send fails and nothing arrives.
     let mut lost = snapshot_message(1, 2, 0);
     lost.snapshot.as_mut().unwrap().metadata.index = 4321;
     a.send(vec![lost]);
-    let status = wait_event(&arx, WAIT, |e| {
-        matches!(e, PeerEvent::SnapshotStatus { .. })
-    });
-    assert!(
-        matches!(
-            status,
-            Some(PeerEvent::SnapshotStatus {
-                to: 2,
-                failed: true
-            })
-        ),
-        "{status:?}"
-    );
+    assert_snapshot_status(&arx, 2, true);
     assert!(recv_messages(&brx, 1, Duration::from_millis(500)).is_empty());
 }
 
@@ -418,30 +397,12 @@ fn twenty_mib_snapshot_arrives_intact_and_is_reported() {
         .unwrap();
     assert!(received == &snap, "snapshot differs");
     assert!(got.iter().any(|m| m == &app(1, 2, 7)));
-    let status = wait_event(&arx, WAIT, |e| {
-        matches!(e, PeerEvent::SnapshotStatus { .. })
-    });
-    assert!(matches!(
-        status,
-        Some(PeerEvent::SnapshotStatus {
-            to: 2,
-            failed: false
-        })
-    ));
+    assert_snapshot_status(&arx, 2, false);
 
     // To a peer that is down: a failure report.
     a.add_peer(3, &[format!("http://{}", free_addr())]);
     a.send(vec![snapshot_message(1, 3, 1 << 10)]);
-    let status = wait_event(&arx, WAIT, |e| {
-        matches!(e, PeerEvent::SnapshotStatus { .. })
-    });
-    assert!(matches!(
-        status,
-        Some(PeerEvent::SnapshotStatus {
-            to: 3,
-            failed: true
-        })
-    ));
+    assert_snapshot_status(&arx, 3, true);
 }
 
 #[test]

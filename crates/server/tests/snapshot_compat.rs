@@ -125,6 +125,28 @@ fn ferrocdutl(args: &[&str]) -> Output {
     wait_output(child, Duration::from_secs(120))
 }
 
+/// `ferrocdutl snapshot restore FILE` into `data_dir` as the single member `spec` of a new
+/// cluster, with `extra` flags.
+fn restore_as(spec: &MemberSpec, file: &Path, data_dir: &Path, extra: &[&str]) -> Output {
+    let initial = common::initial_cluster([spec]);
+    let peer = spec.peer_url();
+    let mut args = vec![
+        "snapshot",
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--name",
+        &spec.name,
+        "--initial-cluster",
+        &initial,
+        "--initial-advertise-peer-urls",
+        &peer,
+    ];
+    args.extend_from_slice(extra);
+    ferrocdutl(&args)
+}
+
 fn ok(out: Output, what: &str) -> String {
     let head = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(2000)]).into_owned();
     assert!(
@@ -315,21 +337,7 @@ fn etcd_snapshot_restores_into_ferrocd() {
     let initial = format!("f1={}", spec.peer_url());
     let data_dir = dir.path().join("f1");
     ok(
-        ferrocdutl(&[
-            "snapshot",
-            "restore",
-            snap.to_str().unwrap(),
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--name",
-            "f1",
-            "--initial-cluster",
-            &initial,
-            "--initial-advertise-peer-urls",
-            &spec.peer_url(),
-            "--backend",
-            "lmdb",
-        ]),
+        restore_as(&spec, &snap, &data_dir, &["--backend", "lmdb"]),
         "ferrocdutl snapshot restore",
     );
     let mut ferrocd = Ferrocd::start_member(spec, &initial, dir.path());
@@ -409,24 +417,8 @@ fn ferrocd_snapshot_restores_into_ferrocd_and_restore_refuses_bad_input() {
     let spec = MemberSpec::new("r1");
     let initial = format!("r1={}", spec.peer_url());
     let data_dir = dir.path().join("r1");
-    let restore = |file: &Path, data_dir: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "snapshot",
-            "restore",
-            file.to_str().unwrap(),
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--name",
-            "r1",
-            "--initial-cluster",
-            &initial,
-            "--initial-advertise-peer-urls",
-        ];
-        let peer = spec.peer_url();
-        args.push(&peer);
-        args.extend_from_slice(extra);
-        ferrocdutl(&args)
-    };
+    let restore =
+        |file: &Path, data_dir: &Path, extra: &[&str]| restore_as(&spec, file, data_dir, extra);
 
     // A damaged file fails the SHA-256 check and leaves nothing behind.
     let mut bytes = std::fs::read(&snap).unwrap();

@@ -101,14 +101,8 @@ impl Drop for Etcd {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking()
-            && let Ok(log) = std::fs::read_to_string(&self.log)
-        {
-            eprintln!("--- etcd log (last lines) ---");
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            for l in tail.into_iter().rev() {
-                eprintln!("{l}");
-            }
+        if std::thread::panicking() {
+            common::print_log_tail("etcd", &self.log, 30);
         }
     }
 }

@@ -72,15 +72,21 @@ impl Drop for Ferrocd {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking()
-            && let Ok(log) = std::fs::read_to_string(&self.log)
-        {
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- ferrocd {} log (last lines) ---", self.spec.name);
-            for l in tail.into_iter().rev() {
-                eprintln!("{l}");
-            }
+        if std::thread::panicking() {
+            print_log_tail(&format!("ferrocd {}", self.spec.name), &self.log, 40);
         }
+    }
+}
+
+/// Prints the last `lines` lines of the log at `path` to stderr (for a failing test).
+pub fn print_log_tail(what: &str, path: &Path, lines: usize) {
+    let Ok(log) = std::fs::read_to_string(path) else {
+        return;
+    };
+    eprintln!("--- {what} log (last lines) ---");
+    let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+    for l in tail.into_iter().rev() {
+        eprintln!("{l}");
     }
 }
 

@@ -46,6 +46,11 @@ fn code_message<T: std::fmt::Debug>(r: Result<T, Status>) -> (Code, String) {
     }
 }
 
+/// `InvalidArgument` with `message`, as [`code_message`] returns it.
+fn invalid(message: &str) -> (Code, String) {
+    (Code::InvalidArgument, message.to_owned())
+}
+
 async fn put(kv: &mut KvClient<Channel>, key: &str, value: &str) -> i64 {
     let r = timeout(
         T,
@@ -427,10 +432,7 @@ async fn invalid_ranges_revisions_and_limits_get_etcds_answers() {
     for (k, v) in acked {
         rev = put(&mut kv, k, v).await;
     }
-    let empty_key = (
-        Code::InvalidArgument,
-        "etcdserver: key is not provided".to_owned(),
-    );
+    let empty_key = invalid("etcdserver: key is not provided");
     let future = (
         Code::OutOfRange,
         "etcdserver: mvcc: required revision is a future revision".to_owned(),
@@ -468,10 +470,7 @@ async fn invalid_ranges_revisions_and_limits_get_etcds_answers() {
         r.sort_target = target;
         assert_eq!(
             code_message(kv.range(r).await),
-            (
-                Code::InvalidArgument,
-                "etcdserver: invalid sort option".to_owned()
-            )
+            invalid("etcdserver: invalid sort option")
         );
     }
     // Negative revisions read at the current one, as 0 does; future ones are refused.
@@ -650,10 +649,7 @@ async fn malformed_transactions_get_etcds_answers() {
     let f = Ferrocd::start();
     let mut kv = KvClient::new(channel(&f).await);
     put(&mut kv, "before", "1").await;
-    let too_many = (
-        Code::InvalidArgument,
-        "etcdserver: too many operations in txn request".to_owned(),
-    );
+    let too_many = invalid("etcdserver: too many operations in txn request");
 
     // Too many compares (etcd counts the widest of compare, success and failure).
     let t = TxnRequest {
@@ -688,10 +684,7 @@ async fn malformed_transactions_get_etcds_answers() {
     };
     assert_eq!(
         code_message(kv.txn(t).await),
-        (
-            Code::InvalidArgument,
-            "etcdserver: key not found".to_owned()
-        )
+        invalid("etcdserver: key not found")
     );
     // A compare on an empty key, a put of an empty key inside a txn.
     let t = TxnRequest {
@@ -700,10 +693,7 @@ async fn malformed_transactions_get_etcds_answers() {
     };
     assert_eq!(
         code_message(kv.txn(t).await),
-        (
-            Code::InvalidArgument,
-            "etcdserver: key is not provided".to_owned()
-        )
+        invalid("etcdserver: key is not provided")
     );
     let t = TxnRequest {
         success: vec![put_op("")],
@@ -711,10 +701,7 @@ async fn malformed_transactions_get_etcds_answers() {
     };
     assert_eq!(
         code_message(kv.txn(t).await),
-        (
-            Code::InvalidArgument,
-            "etcdserver: key is not provided".to_owned()
-        )
+        invalid("etcdserver: key is not provided")
     );
     // A put in a nested txn and a delete covering it in the outer one: duplicate keys.
     let t = TxnRequest {
@@ -737,10 +724,7 @@ async fn malformed_transactions_get_etcds_answers() {
     };
     assert_eq!(
         code_message(kv.txn(t).await),
-        (
-            Code::InvalidArgument,
-            "etcdserver: duplicate key given in txn request".to_owned()
-        )
+        invalid("etcdserver: duplicate key given in txn request")
     );
     // An invalid compare result or target.
     let mut c = compare_version("a");

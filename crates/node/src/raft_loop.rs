@@ -461,21 +461,22 @@ impl RaftLoop {
         let Some(snap) = m.snapshot.as_mut() else {
             return true;
         };
-        let path = self.paths.db_file(snap.metadata.term, snap.metadata.index);
-        match std::fs::read(&path) {
+        let read = snapshot::open_db(&self.paths, snap.metadata.term, snap.metadata.index)
+            .and_then(|file| {
+                let mut data = Vec::new();
+                if let Some(mut file) = file {
+                    std::io::Read::read_to_end(&mut file, &mut data)?;
+                }
+                Ok(data)
+            });
+        match read {
+            // The bootstrap snapshot has no backend file: the state machine was empty.
             Ok(data) => {
                 snap.data = data;
                 true
             }
-            // The bootstrap snapshot has no backend file: the state machine was empty.
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    && snapshot::may_lack_data(snap.metadata.index) =>
-            {
-                true
-            }
             Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "reading snapshot; not sending it");
+                tracing::error!(error = %e, "reading snapshot; not sending it");
                 false
             }
         }

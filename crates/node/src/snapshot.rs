@@ -186,11 +186,23 @@ pub fn purge(paths: &DataPaths) {
     }
 }
 
-/// Whether the snapshot at `index` may have no `.snap.db`: only the bootstrap snapshot, whose
-/// state every initial member creates itself. Any other snapshot without its file must not be
-/// sent (as empty data it would wipe the receiver's state).
-pub fn may_lack_data(index: u64) -> bool {
-    index <= crate::restore::RESTORED_INDEX
+/// Opens the `.snap.db` of the snapshot at `term`/`index` to send it. `None` for the bootstrap
+/// snapshot, which has none (every initial member creates its state itself); for any other
+/// snapshot a missing file is an error: sent as empty data it would wipe the receiver's state.
+pub fn open_db(paths: &DataPaths, term: u64, index: u64) -> io::Result<Option<File>> {
+    let path = paths.db_file(term, index);
+    match File::open(&path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound && index <= crate::restore::RESTORED_INDEX =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("opening {}: {e}", path.display()),
+        )),
+    }
 }
 
 fn current_file(paths: &DataPaths) -> PathBuf {

@@ -465,22 +465,14 @@ impl SnapshotData {
         if !data.is_empty() {
             return Ok(SnapshotData::Memory(data));
         }
-        let path = paths.db_file(snap.metadata.term, snap.metadata.index);
-        match std::fs::File::open(&path) {
-            Ok(f) => {
+        match crate::snapshot::open_db(paths, snap.metadata.term, snap.metadata.index)
+            .map_err(io_err)?
+        {
+            Some(f) => {
                 let len = f.metadata().map_err(io_err)?.len();
                 Ok(SnapshotData::File(f, len))
             }
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    && crate::snapshot::may_lack_data(snap.metadata.index) =>
-            {
-                Ok(SnapshotData::Memory(Vec::new()))
-            }
-            Err(e) => Err(io_err(std::io::Error::new(
-                e.kind(),
-                format!("opening {}: {e}", path.display()),
-            ))),
+            None => Ok(SnapshotData::Memory(Vec::new())),
         }
     }
 

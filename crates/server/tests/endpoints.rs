@@ -1,0 +1,179 @@
+//! Every endpoint form etcd accepts reaches ferrocd: etcdctl 3.4 (grpc-go) sends the endpoint
+//! string, scheme included, as the HTTP/2 `:authority` for the commands that dial endpoint by
+//! endpoint, and the patched `h2` (docs/decisions/0003-h2-grpc-go-authority.md) takes it,
+//! while other malformed authorities are still refused. Real processes, real etcdctl, and raw
+//! HTTP/2 frames for the refusals.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{Ferrocd, MemberSpec, etcdctl, leader, start_cluster};
+
+/// Runs etcdctl against `endpoint`, asserting success; stdout and stderr together.
+fn ok(endpoint: &str, args: &[&str]) -> String {
+    let out = etcdctl(endpoint, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "etcdctl --endpoints={endpoint} {args:?} failed: {text}"
+    );
+    text
+}
+
+#[test]
+fn every_command_family_works_with_an_http_scheme_endpoint() {
+    let f = Ferrocd::start();
+    let endpoint = f.client_url();
+    assert!(endpoint.starts_with("http://"), "{endpoint}");
+    assert_eq!(ok(&endpoint, &["put", "k", "v"]).trim(), "OK");
+    assert_eq!(ok(&endpoint, &["get", "k"]), "k\nv\n");
+    let lease = ok(&endpoint, &["lease", "grant", "60"]);
+    let id = lease.split_whitespace().nth(1).expect("lease id");
+    assert!(ok(&endpoint, &["lease", "timetolive", id]).contains("remaining"));
+    assert!(ok(&endpoint, &["lease", "list"]).contains(id));
+    assert!(ok(&endpoint, &["member", "list"]).contains(&f.client_url()));
+    // The commands that dial each endpoint on its own: before the patch, each of these got
+    // `RST_STREAM with error code: PROTOCOL_ERROR`.
+    let status = ok(&endpoint, &["endpoint", "status"]);
+    assert!(status.starts_with(&format!("{endpoint}, ")), "{status}");
+    let hash = ok(&endpoint, &["endpoint", "hashkv"]);
+    assert!(hash.starts_with(&format!("{endpoint}, ")), "{hash}");
+    assert!(ok(&endpoint, &["endpoint", "health"]).contains("is healthy"));
+    assert!(ok(&endpoint, &["defrag"]).contains("Finished defragmenting etcd member"));
+    assert!(ok(&endpoint, &["alarm", "list"]).is_empty());
+    assert_eq!(ok(&endpoint, &["del", "k"]).trim(), "1");
+    // And the form without a scheme still works.
+    assert!(ok(&f.endpoint(), &["endpoint", "status"]).starts_with(&f.endpoint()));
+}
+
+#[test]
+fn move_leader_works_with_http_scheme_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let specs: Vec<MemberSpec> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|n| MemberSpec::new(n))
+        .collect();
+    let members = start_cluster(dir.path(), &specs, &[], &|_| Vec::new());
+    let (l, _) = leader(&members);
+    let target = (l + 1) % members.len();
+    let status = ok(&members[target].client_url(), &["endpoint", "status"]);
+    let target_id = status.split(", ").nth(1).expect("member id").to_owned();
+    // etcdctl move-leader asks each endpoint for its status, then the leader to transfer.
+    let endpoints = members
+        .iter()
+        .map(Ferrocd::client_url)
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = ok(&endpoints, &["move-leader", &target_id]);
+    assert!(out.contains("Leadership transferred"), "{out}");
+    let (now, _) = leader(&members);
+    assert_eq!(now, target);
+}
+
+/// One HTTP/2 request with `authority` as its `:authority`, sent as raw frames with literal
+/// (uncompressed) HPACK fields; what the server answered on the stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// A HEADERS frame: the request was taken.
+    Headers,
+    /// RST_STREAM with this error code (1: PROTOCOL_ERROR).
+    Reset(u32),
+}
+
+fn hpack_literal(out: &mut Vec<u8>, name: &str, value: &str) {
+    // Literal header field without indexing, new name (RFC 7541 6.2.2); lengths < 127.
+    assert!(name.len() < 127 && value.len() < 127);
+    out.push(0x00);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+    out.push(value.len() as u8);
+    out.extend_from_slice(value.as_bytes());
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn request_with_authority(addr: &str, authority: &str) -> Answer {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut block = Vec::new();
+    hpack_literal(&mut block, ":method", "GET");
+    hpack_literal(&mut block, ":scheme", "http");
+    hpack_literal(&mut block, ":path", "/version");
+    hpack_literal(&mut block, ":authority", authority);
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    out.extend(frame(0x1, 0x4 | 0x1, 1, &block)); // HEADERS, END_HEADERS | END_STREAM
+    conn.write_all(&out).unwrap();
+    for _ in 0..32 {
+        let mut head = [0u8; 9];
+        conn.read_exact(&mut head)
+            .expect("the server closed the connection without answering the stream");
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        conn.read_exact(&mut payload).unwrap();
+        match (head[3], stream) {
+            (0x1, 1) => return Answer::Headers,
+            (0x3, 1) => {
+                return Answer::Reset(u32::from_be_bytes(payload[..4].try_into().unwrap()));
+            }
+            (0x7, _) => panic!("GOAWAY for authority {authority:?}"),
+            (0x4, 0) if head[4] & 0x1 == 0 => {
+                conn.write_all(&frame(0x4, 0x1, 0, &[])).unwrap(); // SETTINGS ACK
+            }
+            _ => {}
+        }
+    }
+    panic!("no answer on stream 1 for authority {authority:?}");
+}
+
+#[test]
+fn grpc_go_endpoint_authorities_are_taken_and_other_malformed_ones_refused() {
+    let f = Ferrocd::start();
+    let addr = f.endpoint();
+    for authority in [
+        addr.clone(),
+        format!("http://{addr}"),
+        format!("https://{addr}"),
+        format!("unix://{addr}"),
+        "unix:///run/etcd.sock".to_owned(),
+        "/run/etcd.sock".to_owned(),
+    ] {
+        assert_eq!(
+            request_with_authority(&addr, &authority),
+            Answer::Headers,
+            "{authority}"
+        );
+    }
+    for authority in [
+        "a/b",
+        "ftp://host:1",
+        "http://bad host",
+        "http:///path",
+        "extension/k8s-namespace/auth",
+    ] {
+        assert_eq!(
+            request_with_authority(&addr, authority),
+            Answer::Reset(1),
+            "{authority}"
+        );
+    }
+    // The member went on serving.
+    assert!(f.ok(&["endpoint", "status"]).starts_with(&f.endpoint()));
+}

@@ -486,6 +486,7 @@ impl Applier {
                 meta.term,
                 meta.index,
             )?);
+            backend.set_commit_observer(self.shared.metrics.backend_commit_observer());
             self.shared.lessor.lock().recover(Arc::clone(&backend))?;
             let store = WatchableStore::open(
                 Arc::clone(&backend),

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 mod leases;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod pending;
 pub mod raft_loop;

@@ -34,6 +34,7 @@ use crate::engine::EngineKind;
 use crate::error::{NodeError, StartError};
 use crate::leases::{LessorRegistry, SharedLessor};
 use crate::membership::{self, Cluster, ClusterInfo, ConfChangeContext, Member};
+use crate::metrics::Metrics;
 use crate::pending::Pending;
 use crate::raft_loop::{Command, RaftLoop};
 use crate::reads::{ReadJob, ReadLoop};
@@ -94,6 +95,9 @@ pub struct NodeConfig {
     /// [`crate::transport::tcp::fetch_cluster`]): its id and members replace what
     /// `initial_cluster` would give. Only read when the data directory is new.
     pub existing_cluster: Option<ClusterInfo>,
+    /// Where the member reports its metrics (shared with the transport, which counts peer
+    /// traffic in the same set); `None`: a set of its own.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl NodeConfig {
@@ -124,6 +128,7 @@ impl NodeConfig {
             max_learners: 1,
             member_id: None,
             existing_cluster: None,
+            metrics: None,
         }
     }
 }
@@ -229,6 +234,8 @@ pub(crate) struct Shared {
     /// The first fatal failure of the raft loop or the apply thread (a WAL or backend write
     /// failed): the member cannot go on safely and must be stopped.
     failure: std::sync::OnceLock<String>,
+    /// What the member reports on `/metrics`.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -277,12 +284,16 @@ impl Shared {
         }
     }
 
+    /// Fails a proposal that raft could not take or commit (counted as etcd counts
+    /// `proposals_failed`).
     pub(crate) fn fail_waiter(&self, id: u64, err: NodeError) {
+        self.metrics.proposals_failed.inc();
         self.complete_waiter(id, Err(err));
     }
 
     pub(crate) fn fail_all_waiters(&self, err: NodeError) {
         let all: Vec<_> = self.waiters.lock().drain().collect();
+        self.metrics.proposals_failed.inc_by(all.len() as u64);
         for (_, (_, f)) in all {
             f(Err(err.clone()));
         }
@@ -302,6 +313,7 @@ impl Shared {
                 .filter_map(|id| waiters.remove(&id))
                 .collect()
         };
+        self.metrics.proposals_failed.inc_by(expired.len() as u64);
         for (_, f) in expired {
             f(Err(NodeError::Timeout));
         }
@@ -405,7 +417,12 @@ impl Node {
             max_learners,
             member_id: assigned_id,
             existing_cluster,
+            metrics,
         } = config;
+        let metrics = match metrics {
+            Some(metrics) => metrics,
+            None => Metrics::new().map_err(|e| StartError::Config(e.to_string()))?,
+        };
         let initial: Vec<Member> = match &existing_cluster {
             Some(info) => info.members.clone(),
             None => initial_cluster
@@ -494,6 +511,8 @@ impl Node {
             lessor.lock().recover(Arc::clone(&backend))?;
             store = open_store(Arc::clone(&backend), &registry)?;
         }
+
+        backend.set_commit_observer(metrics.backend_commit_observer());
 
         // The WAL and raft's storage.
         let mut storage = MemStorage::new();
@@ -625,6 +644,7 @@ impl Node {
             published: AtomicBool::new(false),
             removed: AtomicBool::new(removed_already),
             failure: std::sync::OnceLock::new(),
+            metrics: Arc::clone(&metrics),
         });
 
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -637,6 +657,9 @@ impl Node {
                 .spawn(f)
                 .map_err(StartError::io("spawning a node thread"))
         };
+        let mut wal = wal;
+        let fsync = metrics.wal_fsync.clone();
+        wal.set_fsync_observer(Box::new(move |d| fsync.observe(d.as_secs_f64())));
         let raft_loop = RaftLoop {
             raw,
             wal,
@@ -652,6 +675,7 @@ impl Node {
             catchup_entries: snapshot_catchup_entries,
             reads: HashMap::new(),
             transfer: None,
+            heartbeats_sent: HashMap::new(),
         };
         let applier = Applier {
             shared: Arc::clone(&shared),
@@ -1227,6 +1251,37 @@ impl Node {
             db_size_in_use: backend.size_in_use()?,
             is_learner: shared.is_learner.load(Ordering::Acquire),
         })
+    }
+
+    /// The member's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared().metrics
+    }
+
+    /// Sets the gauges that mirror the member's state (indices, pending proposals, sizes,
+    /// keys): call before the metrics are read.
+    pub fn refresh_metrics(&self) {
+        let shared = self.shared();
+        let m = &shared.metrics;
+        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        m.proposals_committed
+            .set(to_i64(shared.commit.load(Ordering::Acquire)));
+        m.proposals_applied.set(to_i64(shared.applied()));
+        m.proposals_pending
+            .set(i64::try_from(shared.waiters.lock().len()).unwrap_or(i64::MAX));
+        let lead = shared.lead.load(Ordering::Acquire);
+        m.has_leader.set(i64::from(lead != 0));
+        m.is_leader.set(i64::from(shared.is_leader()));
+        let store = shared.store();
+        m.keys_total
+            .set(i64::try_from(store.store().key_count()).unwrap_or(i64::MAX));
+        let backend = store.backend();
+        if let Ok(size) = backend.size() {
+            m.db_total_size.set(to_i64(size));
+        }
+        if let Ok(size) = backend.size_in_use() {
+            m.db_in_use_size.set(to_i64(size));
+        }
     }
 
     /// Rewrites the backend compactly.

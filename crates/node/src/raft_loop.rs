@@ -65,6 +65,9 @@ pub(crate) struct RaftLoop {
     pub(crate) catchup_entries: u64,
     pub(crate) reads: HashMap<u64, (Instant, Sender<Result<u64, NodeError>>)>,
     pub(crate) transfer: Option<(u64, Instant, Completer<()>)>,
+    /// When the oldest unanswered heartbeat went to each peer: its response gives the
+    /// round trip (`etcd_network_peer_round_trip_time_seconds`).
+    pub(crate) heartbeats_sent: HashMap<u64, Instant>,
 }
 
 /// Peer events, and separately commands, taken per loop turn before a Ready is handled.
@@ -297,6 +300,11 @@ impl RaftLoop {
                 if m.to != self.shared.member_id {
                     return;
                 }
+                if m.msg_type == MessageType::MsgHeartbeatResp
+                    && let Some(sent) = self.heartbeats_sent.remove(&m.from)
+                {
+                    self.shared.metrics.round_trip(m.from, sent.elapsed());
+                }
                 if let Err(e) = self.raw.step(m) {
                     tracing::trace!(error = %e, "peer message not stepped");
                 }
@@ -377,6 +385,14 @@ impl RaftLoop {
         if msgs.is_empty() {
             return;
         }
+        let now = Instant::now();
+        for m in msgs
+            .iter()
+            .filter(|m| m.msg_type == MessageType::MsgHeartbeat)
+        {
+            // The first heartbeat not yet answered is the one timed.
+            self.heartbeats_sent.entry(m.to).or_insert(now);
+        }
         if !self.transport.streams_snapshot_files() {
             let mut unsent = Vec::new();
             msgs.retain_mut(|m| {
@@ -396,7 +412,13 @@ impl RaftLoop {
     fn on_soft_state(&mut self, lead: u64, role: StateRole) {
         let was_leader = self.shared.is_leader.load(Ordering::Acquire);
         let is_leader = role == StateRole::Leader;
-        self.shared.lead.store(lead, Ordering::Release);
+        let metrics = &self.shared.metrics;
+        let previous = self.shared.lead.swap(lead, Ordering::AcqRel);
+        if lead != previous && lead != raft_core::NONE {
+            metrics.leader_changes.inc();
+        }
+        metrics.has_leader.set(i64::from(lead != raft_core::NONE));
+        metrics.is_leader.set(i64::from(is_leader));
         self.shared.is_leader.store(is_leader, Ordering::Release);
         if is_leader && !was_leader {
             tracing::info!(member = self.shared.member_id, "became leader");

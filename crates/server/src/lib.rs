@@ -4,7 +4,9 @@
 //! - [`error`]: etcd's gRPC errors, and the table from [`node::NodeError`] to them.
 //! - [`convert`]: protobuf requests to `mvcc`'s and back, with etcd's range post-processing.
 //! - [`services`]: KV, Watch, Lease, Cluster and Maintenance over a [`node::Node`].
-//! - [`server`]: the tonic server on the client URLs.
+//! - [`server`]: the tonic server on the client URLs, gRPC and HTTP on each.
+//! - [`etcdhttp`]: `/health`, `/version` and `/metrics`.
+//! - [`grpc_metrics`]: the gRPC call counters etcd exports.
 //! - [`size_limit`]: etcd's answer to a request over gRPC's size limit.
 //! - [`config`]: etcd's command-line flags.
 //! - [`logging`]: the binaries' log output.
@@ -12,6 +14,8 @@
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod etcdhttp;
+pub mod grpc_metrics;
 pub mod logging;
 pub mod proto;
 pub mod server;

@@ -99,6 +99,7 @@ fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
         .collect();
     let (member_id, cluster_id, existing) = identity(config, &members)?;
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
+    let metrics = node::metrics::Metrics::new().context("registering the member's metrics")?;
     let addrs = listen_addrs(&config.listen_peer_urls).context("--listen-peer-urls")?;
     let transport = Arc::new(
         TcpTransport::start_with_config(
@@ -108,6 +109,7 @@ fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
             events_tx,
             TcpConfig {
                 snapshot_files: Some(DataPaths::new(config.data_dir.as_ref())),
+                metrics: Some(Arc::clone(&metrics)),
                 ..TcpConfig::default()
             },
         )
@@ -122,6 +124,7 @@ fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
     );
     nc.client_urls = config.advertise_client_urls.clone();
     nc.member_id = Some(member_id);
+    nc.metrics = Some(metrics);
     nc.existing_cluster = existing;
     nc.cluster_token = config.initial_cluster_token.clone();
     nc.cluster_state = match config.initial_cluster_state {
@@ -213,8 +216,14 @@ async fn run(config: Config) -> Result<()> {
     };
     if !interrupted {
         tracing::info!(client_urls = ?config.listen_client_urls, "ferrocd is serving");
+        // etcd logs this once the cluster version is set; tools (etcd's e2e suite among them)
+        // wait for it and for `published` before they use a member.
+        tracing::info!(
+            "enabled capabilities for version {}",
+            server::etcdhttp::cluster_version(server::services::API_VERSION).trim_end_matches(".0")
+        );
     }
-    let ctx = server::server::context(node.clone(), &config);
+    let ctx = server::server::context(node.clone(), &config).context("registering metrics")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for listener in listeners.into_iter().filter(|_| !interrupted) {

@@ -4,15 +4,17 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use node::transport::tcp::url_host_port;
 use tokio::net::TcpListener;
-use tonic::body::Body;
 use tonic::codegen::http::Response;
+use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::Router;
-use tower::layer::util::{Identity, Stack};
 use tower::util::MapResponseLayer;
+
+use crate::etcdhttp::ServerMetrics;
+use crate::grpc_metrics::GrpcMetricsLayer;
 
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
@@ -31,17 +33,16 @@ use crate::services::{Context, Ctx};
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// The rewrite of tonic's size refusals into etcd's (see [`crate::size_limit`]).
-pub type EtcdTooLarge = fn(Response<Body>) -> Response<Body>;
+pub type EtcdTooLarge = fn(Response<axum::body::Body>) -> Response<axum::body::Body>;
 
-/// The router with every service, decoding at most `--max-request-bytes` plus etcd's overhead.
-pub fn router(ctx: &Ctx) -> Router<Stack<MapResponseLayer<EtcdTooLarge>, Identity>> {
+/// Everything a client listener serves: etcd's gRPC services, decoding at most
+/// `--max-request-bytes` plus etcd's overhead, and the HTTP endpoints ([`crate::etcdhttp`]),
+/// told apart by path (gRPC paths are `/package.Service/Method`). Every gRPC call is counted
+/// ([`crate::grpc_metrics`]) after tonic's size refusals became etcd's.
+pub fn routes(ctx: &Ctx) -> axum::Router {
     let max = ctx.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
-    Server::builder()
-        .tcp_nodelay(true)
-        .layer(MapResponseLayer::new(
-            crate::size_limit::etcd_too_large as EtcdTooLarge,
-        ))
-        .add_service(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max))
+    let mut grpc = Routes::builder();
+    grpc.add_service(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max))
         .add_service(
             WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max),
         )
@@ -54,7 +55,14 @@ pub fn router(ctx: &Ctx) -> Router<Stack<MapResponseLayer<EtcdTooLarge>, Identit
         .add_service(
             MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
                 .max_decoding_message_size(max),
-        )
+        );
+    grpc.routes()
+        .into_axum_router()
+        .merge(crate::etcdhttp::router(ctx))
+        .layer(MapResponseLayer::new(
+            crate::size_limit::etcd_too_large as EtcdTooLarge,
+        ))
+        .layer(GrpcMetricsLayer::new(Arc::clone(&ctx.metrics)))
 }
 
 /// Binds every URL (a name resolving to several addresses binds its first IPv4 one, as Go's
@@ -82,8 +90,8 @@ pub async fn bind(urls: &[String]) -> io::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
-/// Serves the services on `listener` until `shutdown` completes (then stops accepting and lets
-/// open calls finish).
+/// Serves [`routes`] on `listener` until `shutdown` completes (then stops accepting and lets
+/// open calls finish). HTTP/1.1 is accepted beside HTTP/2, for `curl` on the HTTP endpoints.
 pub async fn serve(
     ctx: Ctx,
     listener: TcpListener,
@@ -92,24 +100,28 @@ pub async fn serve(
     // Requests are small and answered at once: without TCP_NODELAY each answer waits for the
     // client's delayed ACK (~40 ms), which caps one client at ~25 requests a second.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    router(&ctx)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+    Server::builder()
+        .tcp_nodelay(true)
+        .accept_http1(true)
+        .serve_with_incoming_shutdown(routes(&ctx), incoming, shutdown)
         .await
 }
 
 /// The shared context for a node and its configuration.
-pub fn context(node: node::Node, config: &crate::Config) -> Ctx {
+pub fn context(node: node::Node, config: &crate::Config) -> Result<Ctx, prometheus::Error> {
+    let metrics = ServerMetrics::new()?;
     let quota = if config.quota_backend_bytes == 0 {
         2 * 1024 * 1024 * 1024
     } else {
         config.quota_backend_bytes
     };
-    std::sync::Arc::new(Context {
+    Ok(Arc::new(Context {
         node,
         name: config.name.clone(),
         max_txn_ops: config.max_txn_ops as usize,
         max_request_bytes: config.max_request_bytes as usize,
         quota_backend_bytes: i64::try_from(quota).unwrap_or(i64::MAX),
         progress_notify_interval: std::time::Duration::from_secs(600),
-    })
+        metrics: Arc::new(metrics),
+    }))
 }

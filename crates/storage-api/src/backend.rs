@@ -52,7 +52,12 @@ pub(crate) struct Shared {
     failure: Mutex<Option<String>>,
     closed: AtomicBool,
     commits: AtomicU64,
+    commit_observer: std::sync::OnceLock<CommitObserver>,
 }
+
+/// Told how long each engine commit took (for a latency histogram such as etcd's
+/// `etcd_disk_backend_commit_duration_seconds`).
+pub type CommitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 impl Shared {
     /// Fails when the backend was closed or an earlier commit failed.
@@ -76,6 +81,7 @@ impl Shared {
             return Err(StorageError::Failed(reason.clone()));
         }
         let batch = self.read.read().buffer.to_write_batch();
+        let started = std::time::Instant::now();
         let mut grown = 0;
         loop {
             match self.engine.apply(&batch) {
@@ -90,6 +96,9 @@ impl Shared {
                     return Err(e);
                 }
             }
+        }
+        if let Some(observe) = self.commit_observer.get() {
+            observe(started.elapsed());
         }
         let view: Arc<dyn EngineView> = Arc::from(self.engine.view()?);
         {
@@ -176,6 +185,7 @@ impl Backend {
             failure: Mutex::new(None),
             closed: AtomicBool::new(false),
             commits: AtomicU64::new(0),
+            commit_observer: std::sync::OnceLock::new(),
         });
         let (stop, stopped) = bounded(1);
         let committer = {
@@ -228,6 +238,12 @@ impl Backend {
     /// reopen it, as etcd exits when bbolt cannot commit.
     pub fn failure(&self) -> Option<String> {
         self.shared.failure.lock().clone()
+    }
+
+    /// Sets what is told the duration of every engine commit from now on (once: a second
+    /// observer is ignored).
+    pub fn set_commit_observer(&self, observer: CommitObserver) {
+        let _ = self.shared.commit_observer.set(observer);
     }
 
     /// How many engine commits this backend made.

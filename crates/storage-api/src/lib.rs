@@ -30,7 +30,7 @@ mod snapshot;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use backend::{Backend, BackendConfig};
+pub use backend::{Backend, BackendConfig, CommitObserver};
 pub use batch_tx::BatchTx;
 pub use bucket::Bucket;
 pub use engine::{Engine, EngineView, Visitor, WriteBatch, WriteOp};

@@ -179,6 +179,12 @@ impl KvStore {
         &self.inner.backend
     }
 
+    /// How many keys the index holds: live ones and deleted ones whose history is not yet
+    /// compacted away (etcd's `etcd_debugging_mvcc_keys_total` counts the same).
+    pub fn key_count(&self) -> usize {
+        self.inner.index.len()
+    }
+
     /// The revision of the last write transaction that changed a key (1 for a new store).
     pub fn rev(&self) -> i64 {
         self.inner.revs().current

@@ -77,6 +77,8 @@ pub struct TcpConfig {
     /// `.snap.db` file into the receiver's, chunk by chunk, never whole in memory (see
     /// [`Transport::streams_snapshot_files`]); when `None`, they travel in `snapshot.data`.
     pub snapshot_files: Option<DataPaths>,
+    /// Where peer traffic is counted (`etcd_network_peer_{sent,received}_bytes_total`).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for TcpConfig {
@@ -96,6 +98,7 @@ impl Default for TcpConfig {
             max_inbound: 1024,
             stop_timeout: Duration::from_secs(5),
             snapshot_files: None,
+            metrics: None,
         }
     }
 }

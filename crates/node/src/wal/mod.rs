@@ -91,9 +91,20 @@ pub struct Wal {
     /// Segments are cut once they would grow past this.
     segment_bytes: u64,
     buf: Vec<u8>,
+    /// Told how long each record `fdatasync` took (etcd's
+    /// `etcd_disk_wal_fsync_duration_seconds`).
+    fsync_observer: Option<FsyncObserver>,
 }
 
+/// What [`Wal::set_fsync_observer`] takes.
+pub type FsyncObserver = Box<dyn FnMut(std::time::Duration) + Send>;
+
 impl Wal {
+    /// Sets what is told the duration of every `fdatasync` of appended records.
+    pub fn set_fsync_observer(&mut self, observer: FsyncObserver) {
+        self.fsync_observer = Some(observer);
+    }
+
     /// Creates a new, empty log in `dir` (created if missing) for `metadata`'s member.
     pub fn create(dir: &Path, metadata: WalMetadata) -> Result<Wal> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -116,6 +127,7 @@ impl Wal {
             hard_state: HardState::default(),
             segment_bytes: SEGMENT_BYTES,
             buf: Vec::new(),
+            fsync_observer: None,
         };
         wal.write_segment_header()?;
         Ok(wal)
@@ -186,6 +198,7 @@ impl Wal {
             hard_state: reading.hard_state,
             segment_bytes: SEGMENT_BYTES,
             buf: Vec::new(),
+            fsync_observer: None,
         };
         let state = WalState {
             metadata,
@@ -342,7 +355,11 @@ impl Wal {
         self.file
             .write_all_at(&bytes, self.offset)
             .map_err(io_err(&path))?;
+        let started = std::time::Instant::now();
         self.file.sync_data().map_err(io_err(&path))?;
+        if let Some(observe) = self.fsync_observer.as_mut() {
+            observe(started.elapsed());
+        }
         self.offset += bytes.len() as u64;
         self.crc = crc;
         Ok(())

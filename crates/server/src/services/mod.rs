@@ -33,6 +33,8 @@ pub struct Context {
     pub quota_backend_bytes: i64,
     /// How often watches that asked for progress notifications get one (etcd: 10 minutes).
     pub progress_notify_interval: Duration,
+    /// The server's metrics (gRPC calls, health checks), served on `/metrics`.
+    pub metrics: Arc<crate::etcdhttp::ServerMetrics>,
 }
 
 /// The shared context.

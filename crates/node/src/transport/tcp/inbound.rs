@@ -216,7 +216,7 @@ fn serve(shared: &Shared, conn_id: u64, s: &TcpStream, addr: SocketAddr) -> Resu
     }
     tracing::info!(%addr, from = %from, kind = ?hs.kind, "peer stream accepted");
     match hs.kind {
-        StreamKind::Message => read_messages(shared, s, &from),
+        StreamKind::Message => read_messages(shared, s, &from, hs.from),
         StreamKind::Snapshot => read_snapshots(shared, s, &from),
         StreamKind::Members => Ok(()),
     }
@@ -259,14 +259,27 @@ fn acceptable(shared: &Shared, m: &Message, from: &str) -> bool {
     true
 }
 
-fn read_messages(shared: &Shared, s: &TcpStream, from: &str) -> Result<(), WireError> {
+fn read_messages(
+    shared: &Shared,
+    s: &TcpStream,
+    from: &str,
+    from_id: u64,
+) -> Result<(), WireError> {
     s.set_read_timeout(None)?;
+    let received = shared
+        .config
+        .metrics
+        .as_ref()
+        .map(|m| m.received_counter(from_id));
     let mut r = BufReader::with_capacity(64 << 10, s);
     let mut buf = Vec::new();
     loop {
         buf.clear();
         if !wire::read_frame(&mut r, shared.config.max_frame_len, &mut buf)? {
             return Ok(());
+        }
+        if let Some(received) = &received {
+            received.inc_by((wire::FRAME_HEADER_LEN + buf.len()) as u64);
         }
         let m: Message = postcard::from_bytes(&buf)?;
         if buf.capacity() > KEEP_BUFFER {

@@ -29,6 +29,8 @@ struct Link {
     stopped: AtomicBool,
     /// Clones of the live sockets (message stream, snapshot stream), to shut them down.
     sockets: Mutex<[Option<TcpStream>; 2]>,
+    /// `etcd_network_peer_sent_bytes_total` for this peer, when metrics are kept.
+    sent_bytes: Option<prometheus::IntCounter>,
 }
 
 impl Link {
@@ -87,6 +89,7 @@ impl Peer {
             generation: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             sockets: Mutex::new([None, None]),
+            sent_bytes: shared.config.metrics.as_ref().map(|m| m.sent_counter(id)),
         });
         let (msg_tx, msg_rx) = crossbeam_channel::bounded(shared.config.queue_len.max(1));
         let (snap_tx, snap_rx) =
@@ -397,6 +400,9 @@ fn write_message(
         return Ok(());
     }
     wire::write_frame(w, scratch)?;
+    if let Some(sent) = &link.sent_bytes {
+        sent.inc_by((wire::FRAME_HEADER_LEN + scratch.len()) as u64);
+    }
     Ok(())
 }
 

@@ -93,6 +93,18 @@ pub struct Config {
     /// The storage engine.
     #[arg(long, value_enum, default_value = "lmdb")]
     pub backend: BackendKind,
+    /// Before serving clients, compare this member's key-value hash with every reachable
+    /// peer's at the same revision, and refuse to start on a mismatch (a Go boolean flag:
+    /// `--experimental-initial-corrupt-check` or `--experimental-initial-corrupt-check=false`).
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub experimental_initial_corrupt_check: bool,
 }
 
 /// One member of `--initial-cluster`.
@@ -291,6 +303,24 @@ mod tests {
         assert_eq!(c.backend, BackendKind::Lmdb);
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.auto_compaction_retention(), Ok(None));
+    }
+
+    #[test]
+    fn go_boolean_flags_take_no_value_or_an_equals_value() {
+        assert!(!parse(&[]).experimental_initial_corrupt_check);
+        assert!(
+            parse(&["--experimental-initial-corrupt-check"]).experimental_initial_corrupt_check
+        );
+        assert!(
+            parse(&["--experimental-initial-corrupt-check=true"])
+                .experimental_initial_corrupt_check
+        );
+        assert!(
+            !parse(&["--experimental-initial-corrupt-check=false"])
+                .experimental_initial_corrupt_check
+        );
+        let bad = Config::try_parse_from(["ferrocd", "--experimental-initial-corrupt-check=maybe"]);
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //! - [`grpc_metrics`]: the gRPC call counters etcd exports.
 //! - [`size_limit`]: etcd's answer to a request over gRPC's size limit.
 //! - [`config`]: etcd's command-line flags.
+//! - [`corruption`]: the initial corruption check against the peers' hashes.
 //! - [`logging`]: the binaries' log output.
 
 pub mod config;
 pub mod convert;
+pub mod corruption;
 pub mod error;
 pub mod etcdhttp;
 pub mod grpc_metrics;

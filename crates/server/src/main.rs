@@ -23,6 +23,9 @@ const DRAIN: Duration = Duration::from_secs(2);
 
 /// How long a member joining a running cluster keeps asking the peers for the membership.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the initial corruption check waits for each peer's hash (etcd: its request
+/// timeout, 5 s at the default election timeout).
+const INITIAL_CORRUPT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the serve loop looks whether this member was removed from the cluster or failed.
 const REMOVED_POLL: Duration = Duration::from_millis(100);
 
@@ -199,6 +202,19 @@ async fn run(config: Config) -> Result<()> {
         cluster_id = %format_args!("{:x}", node.cluster_id()),
         "node started; publishing the member's attributes"
     );
+    if config.experimental_initial_corrupt_check
+        && let Err(e) =
+            server::corruption::check_initial_hash_kv(&node, INITIAL_CORRUPT_CHECK_TIMEOUT).await
+    {
+        tracing::error!("{e}");
+        let stopping = node.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            stopping.stop();
+            transport.stop();
+        })
+        .await;
+        return Err(e).context("initial corruption check");
+    }
     // Like etcd, serve clients once this member's attributes are published to the cluster.
     let published = async {
         while !node.published() {

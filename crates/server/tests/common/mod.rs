@@ -244,6 +244,11 @@ impl Ferrocd {
         ));
     }
 
+    /// Replaces the extra flags the next [`Ferrocd::restart`] starts it with.
+    pub fn set_extra(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| (*s).to_owned()).collect();
+    }
+
     /// The log (stderr) of every run so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -55,7 +55,10 @@ pub fn routes(ctx: &Ctx) -> axum::Router {
         .add_service(
             MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
                 .max_decoding_message_size(max),
-        );
+        )
+        // grpc.health.v1, as etcd registers it: the server as a whole ("") is SERVING while it
+        // serves (load balancers and Kubernetes gRPC probes ask it).
+        .add_service(tonic_health::server::health_reporter().1);
     grpc.routes()
         .into_axum_router()
         .merge(crate::etcdhttp::router(ctx))

@@ -146,6 +146,17 @@ pub enum ConfigError {
     /// A value that must be positive is not.
     #[error("--{0} must be greater than 0")]
     NotPositive(&'static str),
+    /// An https (or unixs) URL to listen on without a certificate to serve it with: refused
+    /// rather than served in plaintext (etcd's message).
+    #[error("TLS key/cert ({flags}) must be provided for {side} url {url} with HTTPS scheme")]
+    TlsWithoutCertificate {
+        /// `client` or `peer`.
+        side: &'static str,
+        /// The URL.
+        url: String,
+        /// The flags that provide the certificate.
+        flags: &'static str,
+    },
     /// An auto-compaction setting etcd does not know.
     #[error("invalid auto-compaction setting: {0}")]
     InvalidAutoCompaction(String),
@@ -181,6 +192,28 @@ impl Config {
             "initial-advertise-peer-urls",
             &self.initial_advertise_peer_urls,
         )?;
+        // Never plaintext behind an https URL. No certificate flag is supported yet, so every
+        // TLS listener is refused with the flags etcd would need.
+        for (side, urls, flags) in [
+            (
+                "client",
+                &self.listen_client_urls,
+                "--cert-file, --key-file",
+            ),
+            (
+                "peer",
+                &self.listen_peer_urls,
+                "--peer-cert-file, --peer-key-file",
+            ),
+        ] {
+            if let Some(url) = urls.iter().find(|u| u.starts_with("https://")) {
+                return Err(ConfigError::TlsWithoutCertificate {
+                    side,
+                    url: url.clone(),
+                    flags,
+                });
+            }
+        }
         if self.heartbeat_interval == 0 {
             return Err(ConfigError::NotPositive("heartbeat-interval"));
         }
@@ -280,6 +313,8 @@ pub enum Retention {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
+
     use super::*;
 
     fn parse(args: &[&str]) -> Config {
@@ -303,6 +338,42 @@ mod tests {
         assert_eq!(c.backend, BackendKind::Lmdb);
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.auto_compaction_retention(), Ok(None));
+    }
+
+    #[test]
+    fn an_https_url_without_a_certificate_is_refused_naming_the_flags() {
+        let client = parse(&[
+            "--listen-client-urls",
+            "https://127.0.0.1:2379",
+            "--advertise-client-urls",
+            "https://127.0.0.1:2379",
+        ]);
+        let err = client.validate().expect_err("https without a certificate");
+        assert_eq!(
+            err.to_string(),
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url \
+             https://127.0.0.1:2379 with HTTPS scheme"
+        );
+        let peer = parse(&[
+            "--listen-peer-urls",
+            "https://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "https://127.0.0.1:2380",
+            "--initial-cluster",
+            "default=https://127.0.0.1:2380",
+        ]);
+        let err = peer.validate().expect_err("https without a certificate");
+        assert!(
+            err.to_string()
+                .contains("(--peer-cert-file, --peer-key-file)"),
+            "{err}"
+        );
+        // Mixed: http beside https is refused too, for the https one.
+        let mixed = parse(&[
+            "--listen-client-urls",
+            "http://127.0.0.1:2379,https://127.0.0.1:2381",
+        ]);
+        assert!(mixed.validate().is_err());
     }
 
     #[test]

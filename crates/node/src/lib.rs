@@ -21,6 +21,7 @@ pub mod reads;
 pub mod request;
 pub mod restore;
 pub mod snapshot;
+pub mod tls;
 pub mod transport;
 pub mod wal;
 

@@ -8,6 +8,7 @@
 //! - [`etcdhttp`]: `/health`, `/version` and `/metrics`.
 //! - [`grpc_metrics`]: the gRPC call counters etcd exports.
 //! - [`size_limit`]: etcd's answer to a request over gRPC's size limit.
+//! - [`tls`]: TLS on the client listeners (etcd's flags, auto TLS, the accept loop).
 //! - [`config`]: etcd's command-line flags.
 //! - [`corruption`]: the initial corruption check against the peers' hashes.
 //! - [`logging`]: the binaries' log output.
@@ -23,5 +24,6 @@ pub mod proto;
 pub mod server;
 pub mod services;
 pub mod size_limit;
+pub mod tls;
 
 pub use config::{Config, ConfigError, InitialClusterState, Member};

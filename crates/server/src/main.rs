@@ -184,9 +184,26 @@ async fn member_failure(node: &Node) -> String {
 }
 
 async fn run(config: Config) -> Result<()> {
+    let client_tls = server::tls::client_tls_info(&config)
+        .context("client TLS")?
+        .map(|info| info.server_config(&server::tls::CLIENT_ALPN))
+        .transpose()
+        .context("client TLS (--cert-file, --key-file, --trusted-ca-file, --client-crl-file, --cipher-suites, --tls-min/max-version)")?;
     let listeners = server::server::bind(&config.listen_client_urls)
         .await
         .context("--listen-client-urls")?;
+    // Each listener with the TLS of its URL: https ones serve TLS only, http ones plaintext.
+    let listeners: Vec<_> = listeners
+        .into_iter()
+        .zip(&config.listen_client_urls)
+        .map(|(l, url)| {
+            let tls = url
+                .starts_with("https://")
+                .then(|| client_tls.clone())
+                .flatten();
+            (l, tls)
+        })
+        .collect();
     let (nc, transport) = node_config(&config)?;
     let node = tokio::task::spawn_blocking(move || Node::start(nc))
         .await
@@ -242,14 +259,14 @@ async fn run(config: Config) -> Result<()> {
     let ctx = server::server::context(node.clone(), &config).context("registering metrics")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    for listener in listeners.into_iter().filter(|_| !interrupted) {
+    for (listener, tls) in listeners.into_iter().filter(|_| !interrupted) {
         let mut rx = stop_rx.clone();
         let ctx = ctx.clone();
         servers.spawn(async move {
             let signal = async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             };
-            server::server::serve(ctx, listener, signal).await
+            server::server::serve(ctx, listener, tls, signal).await
         });
     }
     let failure = if interrupted {

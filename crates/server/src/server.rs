@@ -94,20 +94,33 @@ pub async fn bind(urls: &[String]) -> io::Result<Vec<TcpListener>> {
 }
 
 /// Serves [`routes`] on `listener` until `shutdown` completes (then stops accepting and lets
-/// open calls finish). HTTP/1.1 is accepted beside HTTP/2, for `curl` on the HTTP endpoints.
+/// open calls finish): over TLS with `tls` (an https URL), in plaintext without. HTTP/1.1 is
+/// accepted beside HTTP/2, for `curl` on the HTTP endpoints.
 pub async fn serve(
     ctx: Ctx,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    // Requests are small and answered at once: without TCP_NODELAY each answer waits for the
-    // client's delayed ACK (~40 ms), which caps one client at ~25 requests a second.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
-        .tcp_nodelay(true)
-        .accept_http1(true)
-        .serve_with_incoming_shutdown(routes(&ctx), incoming, shutdown)
-        .await
+    let server = Server::builder().tcp_nodelay(true).accept_http1(true);
+    match tls {
+        Some(config) => {
+            let incoming = crate::tls::tls_incoming(listener, config);
+            server
+                .serve_with_incoming_shutdown(routes(&ctx), incoming, shutdown)
+                .await
+        }
+        None => {
+            // Requests are small and answered at once: without TCP_NODELAY each answer waits
+            // for the client's delayed ACK (~40 ms), which caps one client at ~25 requests a
+            // second.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            server
+                .serve_with_incoming_shutdown(routes(&ctx), incoming, shutdown)
+                .await
+        }
+    }
 }
 
 /// The shared context for a node and its configuration.

@@ -22,12 +22,16 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
+pub mod pki;
+
 /// One member's ports and name.
 #[derive(Clone, Debug)]
 pub struct MemberSpec {
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// `http`, or `https` for a member serving clients over TLS.
+    pub client_scheme: &'static str,
 }
 
 impl MemberSpec {
@@ -36,18 +40,31 @@ impl MemberSpec {
             name: name.to_owned(),
             client_port: free_port(),
             peer_port: free_port(),
+            client_scheme: "http",
+        }
+    }
+
+    /// A member serving clients over TLS (`https`).
+    pub fn new_tls(name: &str) -> MemberSpec {
+        MemberSpec {
+            client_scheme: "https",
+            ..MemberSpec::new(name)
         }
     }
 
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.client_scheme, self.client_port)
     }
 
     pub fn peer_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.peer_port)
     }
 
+    /// What etcdctl is given: `host:port`, or the https URL for a TLS member.
     pub fn endpoint(&self) -> String {
+        if self.client_scheme == "https" {
+            return self.client_url();
+        }
         format!("127.0.0.1:{}", self.client_port)
     }
 }
@@ -63,6 +80,8 @@ pub struct Ferrocd {
     extra: Vec<String>,
     /// Extra environment variables (fault-injection shims), kept for restarts.
     env: Vec<(String, OsString)>,
+    /// Flags every etcdctl run against it gets (`--cacert`, `--cert`, `--key` for TLS).
+    pub ctl_flags: Vec<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -140,6 +159,34 @@ impl Ferrocd {
             initial_cluster: initial,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             env: Vec::new(),
+            ctl_flags: Vec::new(),
+            _dir: Some(dir),
+        };
+        f.wait_ready(Duration::from_secs(30));
+        f
+    }
+
+    /// A single member serving clients over TLS on an https URL, with `extra` flags (the
+    /// certificate flags); etcdctl runs against it with `ctl_flags`. Ready when this returns.
+    pub fn start_tls(extra: &[&str], ctl_flags: &[&str]) -> Ferrocd {
+        Ferrocd::start_tls_spec(MemberSpec::new_tls("default"), extra, ctl_flags)
+    }
+
+    /// [`Ferrocd::start_tls`] with a spec made beforehand (to name its URLs in `extra`).
+    pub fn start_tls_spec(spec: MemberSpec, extra: &[&str], ctl_flags: &[&str]) -> Ferrocd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let initial = format!("default={}", spec.peer_url());
+        let child = spawn(&spec, &data_dir, &initial, extra, &[]);
+        let mut f = Ferrocd {
+            log: data_dir.with_extension("log"),
+            spec,
+            child: Some(child),
+            data_dir,
+            initial_cluster: initial,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            env: Vec::new(),
+            ctl_flags: ctl_flags.iter().map(|s| (*s).to_owned()).collect(),
             _dir: Some(dir),
         };
         f.wait_ready(Duration::from_secs(30));
@@ -185,6 +232,7 @@ impl Ferrocd {
             initial_cluster: initial.to_owned(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             env,
+            ctl_flags: Vec::new(),
             _dir: None,
         }
     }
@@ -268,7 +316,9 @@ impl Ferrocd {
                 panic!("ferrocd {} exited early: {status}", self.spec.name);
             }
             if TcpStream::connect(("127.0.0.1", self.spec.client_port)).is_ok() {
-                let out = etcdctl_timeout(&self.endpoint(), &["get", "ready-probe"], "2s");
+                let mut probe: Vec<&str> = self.ctl_flags.iter().map(String::as_str).collect();
+                probe.extend(["get", "ready-probe"]);
+                let out = etcdctl_timeout(&self.endpoint(), &probe, "2s");
                 if out.status.success() {
                     return;
                 }
@@ -289,7 +339,9 @@ impl Ferrocd {
 
     /// Runs etcdctl against this member.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        etcdctl(&self.endpoint(), args)
+        let mut all: Vec<&str> = self.ctl_flags.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        etcdctl(&self.endpoint(), &all)
     }
 
     /// Runs etcdctl and returns its stdout, asserting success.
@@ -319,6 +371,7 @@ impl Ferrocd {
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoint()))
             .arg("--command-timeout=10s")
+            .args(&self.ctl_flags)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

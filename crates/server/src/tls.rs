@@ -1,0 +1,243 @@
+//! TLS on the client listeners: which configuration etcd's flags give ([`client_tls_info`]),
+//! and the accept loop that turns TCP connections into TLS ones for tonic
+//! ([`tls_incoming`]). Handshakes run on their own tasks, bounded in time, never on the
+//! accept loop; a refused handshake (no certificate under `--client-cert-auth`, an unknown
+//! CA, a revoked certificate, no common cipher suite) is logged and the connection dropped.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use node::tls::{TlsError, TlsInfo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::Config;
+
+/// How long a client may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The protocols offered by ALPN on client listeners: gRPC, then plain HTTP (curl).
+pub const CLIENT_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// The hosts of `urls` (`scheme://host:port`), for a self-signed certificate's names.
+fn hosts(urls: &[String]) -> Vec<String> {
+    let mut hosts: Vec<String> = urls
+        .iter()
+        .filter_map(|u| u.split_once("://").map(|(_, rest)| rest))
+        .map(|hp| hp.rsplit_once(':').map_or(hp, |(h, _)| h))
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+/// The TLS of the client listeners, if any listen URL is https: the certificate files given,
+/// or with `--auto-tls` (and no files) a self-signed certificate under
+/// `<data-dir>/fixtures/client`, made once, as etcd does.
+pub fn client_tls_info(config: &Config) -> Result<Option<TlsInfo>, TlsError> {
+    if !config
+        .listen_client_urls
+        .iter()
+        .any(|u| u.starts_with("https://"))
+    {
+        return Ok(None);
+    }
+    let t = &config.tls;
+    let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+    let mut info = if !t.cert_file.is_empty() && !t.key_file.is_empty() {
+        if t.auto_tls {
+            tracing::warn!("ignoring client auto TLS since certs given");
+        }
+        TlsInfo {
+            cert_file: PathBuf::from(&t.cert_file),
+            key_file: PathBuf::from(&t.key_file),
+            trusted_ca_file: path(&t.trusted_ca_file),
+            client_cert_auth: t.client_cert_auth,
+            crl_file: path(&t.client_crl_file),
+            ..TlsInfo::default()
+        }
+    } else {
+        let dir = Path::new(&config.data_dir).join("fixtures").join("client");
+        node::tls::self_cert(
+            &dir,
+            &hosts(&config.listen_client_urls),
+            t.self_signed_cert_validity,
+        )?
+    };
+    info.cipher_suites = t.cipher_suites.clone();
+    info.min_version = t.tls_min_version.clone();
+    info.max_version = t.tls_max_version.clone();
+    Ok(Some(info))
+}
+
+/// What a TLS client connection tells the services (in each request's extensions): who
+/// connected, and the common name of the certificate it presented (etcd's user name under
+/// auth with client certificates).
+#[derive(Clone, Debug, Default)]
+pub struct ClientTlsInfo {
+    /// The client's address.
+    pub remote_addr: Option<SocketAddr>,
+    /// The common name of the client certificate, when one was presented and verified.
+    pub common_name: Option<String>,
+}
+
+/// A client connection after its TLS handshake.
+#[derive(Debug)]
+pub struct TlsConn {
+    inner: TlsStream<TcpStream>,
+    info: ClientTlsInfo,
+}
+
+/// The common name of a DER certificate's subject.
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}
+
+impl TlsConn {
+    fn new(inner: TlsStream<TcpStream>, remote_addr: SocketAddr) -> TlsConn {
+        let common_name = inner
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|c| common_name(c.as_ref()));
+        TlsConn {
+            inner,
+            info: ClientTlsInfo {
+                remote_addr: Some(remote_addr),
+                common_name,
+            },
+        }
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = ClientTlsInfo;
+
+    fn connect_info(&self) -> ClientTlsInfo {
+        self.info.clone()
+    }
+}
+
+/// Accepts on `listener` and hands tonic each connection whose TLS handshake succeeded. The
+/// accept loop ends when tonic drops the stream (shutdown).
+pub fn tls_incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+) -> ReceiverStream<io::Result<TlsConn>> {
+    let acceptor = TlsAcceptor::from(config);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = tx.closed() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, addr) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accepting a client connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(TlsConn::new(tls, addr))).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(remote = %addr, error = %e, "rejected a client TLS connection");
+                    }
+                    Err(_) => {
+                        tracing::warn!(remote = %addr, "client TLS handshake timed out");
+                    }
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn hosts_of_listen_urls_without_ports_or_brackets() {
+        let urls = vec![
+            "https://127.0.0.1:2379".to_owned(),
+            "https://localhost:2379".to_owned(),
+            "http://[::1]:2379".to_owned(),
+            "https://localhost:2380".to_owned(),
+        ];
+        assert_eq!(hosts(&urls), vec!["127.0.0.1", "::1", "localhost"]);
+    }
+
+    #[test]
+    fn common_name_of_a_generated_certificate() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "root");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(common_name(cert.der()), Some("root".to_owned()));
+        assert_eq!(common_name(b"not a certificate"), None);
+    }
+}

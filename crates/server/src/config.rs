@@ -45,6 +45,10 @@ pub struct Config {
     /// Client URLs of this member to advertise to the rest of the cluster.
     #[arg(long, default_value = "http://localhost:2379", value_delimiter = ',', action = clap::ArgAction::Set)]
     pub advertise_client_urls: Vec<String>,
+    /// URLs to serve `/metrics` and `/health` on, beside the client URLs (https ones with the
+    /// client certificate).
+    #[arg(long, default_value = "", value_delimiter = ',', action = clap::ArgAction::Set)]
+    pub listen_metrics_urls: Vec<String>,
     /// URLs to listen on for peer traffic.
     #[arg(long, default_value = "http://localhost:2380", value_delimiter = ',', action = clap::ArgAction::Set)]
     pub listen_peer_urls: Vec<String>,
@@ -258,10 +262,17 @@ impl Config {
         let t = &self.tls;
         let client_has_cert = !t.cert_file.is_empty() && !t.key_file.is_empty();
         let peer_has_cert = !t.peer_cert_file.is_empty() && !t.peer_key_file.is_empty();
+        let metrics = self.metrics_urls();
         for (side, urls, ok, flags) in [
             (
                 "client",
                 &self.listen_client_urls,
+                client_has_cert || t.auto_tls,
+                "--cert-file, --key-file",
+            ),
+            (
+                "metrics",
+                &metrics,
                 client_has_cert || t.auto_tls,
                 "--cert-file, --key-file",
             ),
@@ -306,11 +317,21 @@ impl Config {
         Ok(())
     }
 
+    /// `--listen-metrics-urls`, without the empty entry its default parses to.
+    pub fn metrics_urls(&self) -> Vec<String> {
+        self.listen_metrics_urls
+            .iter()
+            .filter(|u| !u.is_empty())
+            .cloned()
+            .collect()
+    }
+
     /// Checks the configuration as etcd does at start-up.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_urls("listen-client-urls", &self.listen_client_urls)?;
         check_urls("advertise-client-urls", &self.advertise_client_urls)?;
         check_urls("listen-peer-urls", &self.listen_peer_urls)?;
+        check_urls("listen-metrics-urls", &self.metrics_urls())?;
         check_urls(
             "initial-advertise-peer-urls",
             &self.initial_advertise_peer_urls,

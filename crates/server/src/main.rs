@@ -14,6 +14,7 @@ use node::transport::tcp::{TcpConfig, TcpTransport, fetch_cluster, listen_addrs}
 use node::wal::Wal;
 use node::{ClusterState, Node, NodeConfig};
 use server::config::BackendKind;
+use server::server::Serves;
 use server::{Config, InitialClusterState};
 
 /// How often start-up looks whether the member's attributes are published yet.
@@ -189,20 +190,29 @@ async fn run(config: Config) -> Result<()> {
         .map(|info| info.server_config(&server::tls::CLIENT_ALPN))
         .transpose()
         .context("client TLS (--cert-file, --key-file, --trusted-ca-file, --client-crl-file, --cipher-suites, --tls-min/max-version)")?;
-    let listeners = server::server::bind(&config.listen_client_urls)
+    let client_listeners = server::server::bind(&config.listen_client_urls)
         .await
         .context("--listen-client-urls")?;
+    let metrics_urls = config.metrics_urls();
+    let metrics_listeners = server::server::bind(&metrics_urls)
+        .await
+        .context("--listen-metrics-urls")?;
     // Each listener with the TLS of its URL: https ones serve TLS only, http ones plaintext.
-    let listeners: Vec<_> = listeners
+    let tls_of = |url: &String| {
+        url.starts_with("https://")
+            .then(|| client_tls.clone())
+            .flatten()
+    };
+    let listeners: Vec<_> = client_listeners
         .into_iter()
         .zip(&config.listen_client_urls)
-        .map(|(l, url)| {
-            let tls = url
-                .starts_with("https://")
-                .then(|| client_tls.clone())
-                .flatten();
-            (l, tls)
-        })
+        .map(|(l, url)| (Serves::Client, l, tls_of(url)))
+        .chain(
+            metrics_listeners
+                .into_iter()
+                .zip(&metrics_urls)
+                .map(|(l, url)| (Serves::Metrics, l, tls_of(url))),
+        )
         .collect();
     let (nc, transport) = node_config(&config)?;
     let node = tokio::task::spawn_blocking(move || Node::start(nc))
@@ -259,14 +269,14 @@ async fn run(config: Config) -> Result<()> {
     let ctx = server::server::context(node.clone(), &config).context("registering metrics")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    for (listener, tls) in listeners.into_iter().filter(|_| !interrupted) {
+    for (what, listener, tls) in listeners.into_iter().filter(|_| !interrupted) {
         let mut rx = stop_rx.clone();
         let ctx = ctx.clone();
         servers.spawn(async move {
             let signal = async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             };
-            server::server::serve(ctx, listener, tls, signal).await
+            server::server::serve(ctx, what, listener, tls, signal).await
         });
     }
     let failure = if interrupted {

@@ -93,21 +93,36 @@ pub async fn bind(urls: &[String]) -> io::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
-/// Serves [`routes`] on `listener` until `shutdown` completes (then stops accepting and lets
-/// open calls finish): over TLS with `tls` (an https URL), in plaintext without. HTTP/1.1 is
-/// accepted beside HTTP/2, for `curl` on the HTTP endpoints.
+/// What a listener serves: everything (a client URL), or `/health` and `/metrics` alone (a
+/// `--listen-metrics-urls` URL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serves {
+    /// etcd's gRPC services and every HTTP endpoint.
+    Client,
+    /// `/health` and `/metrics` only.
+    Metrics,
+}
+
+/// Serves `what` on `listener` until `shutdown` completes (then stops accepting and lets open
+/// calls finish): over TLS with `tls` (an https URL), in plaintext without. HTTP/1.1 is
+/// accepted beside HTTP/2, for `curl` and Prometheus.
 pub async fn serve(
     ctx: Ctx,
+    what: Serves,
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let router = match what {
+        Serves::Client => routes(&ctx),
+        Serves::Metrics => crate::etcdhttp::metrics_router(&ctx),
+    };
     let server = Server::builder().tcp_nodelay(true).accept_http1(true);
     match tls {
         Some(config) => {
             let incoming = crate::tls::tls_incoming(listener, config);
             server
-                .serve_with_incoming_shutdown(routes(&ctx), incoming, shutdown)
+                .serve_with_incoming_shutdown(router, incoming, shutdown)
                 .await
         }
         None => {
@@ -117,7 +132,7 @@ pub async fn serve(
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             server
-                .serve_with_incoming_shutdown(routes(&ctx), incoming, shutdown)
+                .serve_with_incoming_shutdown(router, incoming, shutdown)
                 .await
         }
     }

@@ -39,13 +39,14 @@ fn hosts(urls: &[String]) -> Vec<String> {
     hosts
 }
 
-/// The TLS of the client listeners, if any listen URL is https: the certificate files given,
+/// The TLS of the client (and metrics) listeners, if any of their URLs is https: the certificate files given,
 /// or with `--auto-tls` (and no files) a self-signed certificate under
 /// `<data-dir>/fixtures/client`, made once, as etcd does.
 pub fn client_tls_info(config: &Config) -> Result<Option<TlsInfo>, TlsError> {
     if !config
         .listen_client_urls
         .iter()
+        .chain(&config.metrics_urls())
         .any(|u| u.starts_with("https://"))
     {
         return Ok(None);

@@ -311,3 +311,29 @@ fn metrics_are_prometheus_text_with_etcds_names() {
         Some(1.0)
     );
 }
+
+#[test]
+fn listen_metrics_urls_serve_health_and_metrics_alone() {
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let f = Ferrocd::start_with(&["--listen-metrics-urls", &url]);
+    f.ok(&["put", "k", "v"]);
+    let health = get(&format!("{url}/health"));
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (200, r#"{"health":"true"}"#)
+    );
+    let metrics = get(&format!("{url}/metrics"));
+    assert_eq!(metrics.status, 200);
+    let (_, samples) = parse_prometheus(&metrics.body);
+    assert_eq!(
+        value(&samples, "etcd_debugging_mvcc_keys_total", &[]),
+        Some(1.0)
+    );
+    // Nothing else is served there: not /version, not gRPC.
+    assert_eq!(get(&format!("{url}/version")).status, 404);
+    let out = common::etcdctl(&format!("127.0.0.1:{port}"), &["get", "k"]);
+    assert!(!out.status.success());
+    // The client URL still serves everything.
+    assert_eq!(get(&format!("{}/version", f.client_url())).status, 200);
+}

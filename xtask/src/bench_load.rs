@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::bench_chart::{self, Panel};
 use crate::bench_cluster::{Cluster, Engine, Footprint, Target, load_average, plural};
+use crate::system::target_dir;
 use crate::{cargo, workspace_root};
 
 /// A server kind on the command line (`--target etcd,ferrocd`).
@@ -292,50 +293,12 @@ struct Bins {
     etcd: Option<PathBuf>,
 }
 
-/// Cargo's target directory (`CARGO_TARGET_DIR`, relative to the workspace root, or `target`).
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace_root().join(dir),
-        None => workspace_root().join("target"),
-    }
-}
-
 /// `name` on the PATH.
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
-}
-
-/// Runs `program args` (with `sudo` when not root), failing on a non-zero exit.
-fn run_privileged(program: &str, args: &[&str]) -> Result<()> {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let mut cmd = if root {
-        Command::new(program)
-    } else {
-        let mut c = Command::new("sudo");
-        c.arg(program);
-        c
-    };
-    eprintln!(
-        "\n==> {}{program} {}",
-        if root { "" } else { "sudo " },
-        args.join(" ")
-    );
-    let status = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("cannot start {program}"))?;
-    if !status.success() {
-        bail!("{program} {} failed ({status})", args.join(" "));
-    }
-    Ok(())
 }
 
 /// etcd's binary: `--etcd-bin`, `etcd` on the PATH, or Debian's etcd-server installed now.
@@ -346,8 +309,7 @@ fn ensure_etcd(given: Option<&Path>) -> Result<PathBuf> {
     if let Some(bin) = which("etcd") {
         return Ok(bin);
     }
-    run_privileged("apt-get", &["update"])?;
-    run_privileged("apt-get", &["install", "-y", "etcd-server"])?;
+    crate::system::ensure_packages(&[("/usr/bin/etcd", "etcd-server")])?;
     which("etcd").context("etcd is still not on the PATH after installing etcd-server")
 }
 

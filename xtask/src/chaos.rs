@@ -3,11 +3,11 @@
 //! defaults are CI's short schedule (a couple of minutes); the harness ends with
 //! `N passed, M failed` and fails the task when any run failed.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::system::target_dir;
 use crate::{cargo, workspace_root};
 
 /// The options of `cargo xtask chaos`.
@@ -50,13 +50,6 @@ impl ChaosArgs {
             release: false,
         }
     }
-}
-
-/// Cargo's target directory: `$CARGO_TARGET_DIR` or `target`.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// Builds both binaries and runs the harness.

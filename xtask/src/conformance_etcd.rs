@@ -4,7 +4,6 @@
 //! clusters (1 and 3 members), every response, error and watch event compared, each mismatch
 //! shrunk to a short reproduction, ending with `N passed, M failed`.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -52,7 +51,7 @@ impl Args {
 
 /// Installs etcd if needed, builds, and runs the differential runner; fails on any mismatch.
 pub fn run(args: &Args) -> Result<()> {
-    ensure_etcd()?;
+    crate::system::ensure_packages(&[(ETCD, "etcd-server")])?;
     crate::cargo(
         "build ferrocd and the differential runner",
         &[
@@ -67,7 +66,7 @@ pub fn run(args: &Args) -> Result<()> {
             "differential",
         ],
     )?;
-    let bin_dir = target_dir()?.join("debug");
+    let bin_dir = crate::system::target_dir().join("debug");
     let mut cmd = Command::new(bin_dir.join("differential"));
     cmd.arg("--seeds")
         .arg(args.seeds.to_string())
@@ -96,69 +95,4 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("etcd conformance failed ({status})");
     }
     Ok(())
-}
-
-/// Installs Debian's `etcd-server` when `/usr/bin/etcd` is missing (with sudo unless root).
-fn ensure_etcd() -> Result<()> {
-    if Path::new(ETCD).is_file() {
-        return Ok(());
-    }
-    eprintln!("\n==> {ETCD} missing: installing etcd-server");
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let apt = |args: &[&str]| -> Result<()> {
-        let mut cmd = if root {
-            Command::new("apt-get")
-        } else {
-            let mut c = Command::new("sudo");
-            c.arg("apt-get");
-            c
-        };
-        let status = cmd
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("cannot run apt-get")?;
-        if !status.success() {
-            bail!("apt-get {} failed ({status})", args.join(" "));
-        }
-        Ok(())
-    };
-    apt(&["update", "-qq"])?;
-    apt(&[
-        "install",
-        "-y",
-        "-qq",
-        "--no-install-recommends",
-        "etcd-server",
-    ])?;
-    if !Path::new(ETCD).is_file() {
-        bail!("etcd-server installed but {ETCD} is still missing");
-    }
-    Ok(())
-}
-
-/// Cargo's target directory, as `cargo metadata` reports it (honours `CARGO_TARGET_DIR`).
-fn target_dir() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let out = Command::new(&cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .current_dir(crate::workspace_root())
-        .output()
-        .with_context(|| format!("cannot start `{cargo} metadata`"))?;
-    if !out.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let meta: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
-    meta.get("target_directory")
-        .and_then(serde_json::Value::as_str)
-        .map(PathBuf::from)
-        .context("cargo metadata has no target_directory")
 }

@@ -6,8 +6,10 @@ mod bench_cluster;
 mod bench_load;
 mod chaos;
 mod conformance_etcd;
+mod conformance_etcd_e2e;
 mod conformance_raft;
 mod conformance_storage;
+mod system;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Everything CI checks, in order: fmt, clippy, tests (LMDB), tests with RocksDB, conformance
-    /// (storage, raft, etcd side by side), a short chaos schedule.
+    /// (storage, raft, etcd side by side, etcd's e2e suite), a short chaos schedule.
     Ci,
     /// Conformance suites, each ending with `N passed, M failed`.
     Conformance {
@@ -64,6 +66,9 @@ enum Conformance {
     /// Differential testing against real etcd 3.4 (1 and 3 members): every response, error and
     /// watch event compared; mismatches shrunk to a short reproduction.
     Etcd(conformance_etcd::Args),
+    /// etcd 3.4's own end-to-end suite (Debian's `golang-etcd-server-dev`) with ferrocd as its
+    /// `etcd` binary, held against `xtask/etcd-e2e/expectations.txt`.
+    EtcdE2e(conformance_etcd_e2e::Args),
 }
 
 fn main() -> Result<()> {
@@ -79,6 +84,9 @@ fn main() -> Result<()> {
         Task::Conformance {
             suite: Conformance::Etcd(args),
         } => conformance_etcd::run(&args),
+        Task::Conformance {
+            suite: Conformance::EtcdE2e(args),
+        } => conformance_etcd_e2e::run(&args),
         Task::Bench { command } => bench::run(*command),
         Task::Chaos(args) => chaos::run(&args),
         Task::Sim { seeds } => cargo_env(
@@ -172,6 +180,7 @@ fn ci() -> Result<()> {
     conformance_storage::run()?;
     conformance_raft::run(&raft_dirs(Vec::new()))?;
     conformance_etcd::run(&conformance_etcd::Args::defaults())?;
+    conformance_etcd_e2e::run(&conformance_etcd_e2e::Args::defaults())?;
     chaos::run(&chaos::ChaosArgs::ci())?;
     eprintln!("\n==> ci: all steps passed");
     Ok(())

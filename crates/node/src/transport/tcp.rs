@@ -16,6 +16,11 @@
 //! - Listeners accept on one thread; each inbound connection has a reader thread. A new message
 //!   stream from a peer replaces its previous one.
 //!
+//! - TLS: the scheme of each URL decides. An `https://` peer URL is dialed over TLS (the peer's
+//!   certificate checked for the URL's host) and an `https://` listen URL accepts TLS only,
+//!   with [`TcpConfig::tls`] ([`PeerTls`]); `http://` URLs are plain TCP. The wire protocol
+//!   inside TLS is the same.
+//!
 //! Every connection opens with a handshake (magic, protocol version, stream kind, cluster id,
 //! sender, receiver); a mismatch is logged and the connection refused, so a member of another
 //! cluster never gets a message delivered. Frames are length-prefixed and CRC-32C checked
@@ -25,6 +30,7 @@ pub mod wire;
 
 mod inbound;
 mod outbound;
+mod stream;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -39,8 +45,10 @@ use raft_core::raftpb::{Message, MessageType};
 use super::{PeerEvent, Transport};
 use crate::membership::Member;
 use crate::snapshot::DataPaths;
+use crate::tls::{TlsError, TlsInfo};
 use inbound::InboundRegistry;
 use outbound::Peer;
+use stream::PeerStream;
 use wire::{ClusterInfo, HandshakeStatus, WireError};
 
 /// Tuning of a [`TcpTransport`]; [`Default`] follows etcd where etcd has a number.
@@ -79,6 +87,39 @@ pub struct TcpConfig {
     pub snapshot_files: Option<DataPaths>,
     /// Where peer traffic is counted (`etcd_network_peer_{sent,received}_bytes_total`).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// TLS for `https://` peer URLs, dialed and listened on; `None`: such URLs cannot be used
+    /// (an https listener fails [`TcpTransport::start_with_config`], an https peer is
+    /// unreachable).
+    pub tls: Option<PeerTls>,
+}
+
+/// The TLS configurations of the peer transport: the listeners' and the dialer's.
+#[derive(Clone, Debug)]
+pub struct PeerTls {
+    /// Serves `https://` listen URLs.
+    pub server: Arc<rustls::ServerConfig>,
+    /// Dials `https://` peer URLs (and presents this member's certificate).
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl PeerTls {
+    /// The peer TLS of etcd's `--peer-*` TLS flags, given as `info`: the listener requires a
+    /// client certificate signed by the trusted CA whenever a trusted CA is set (etcd does so
+    /// for peers even without `--peer-client-cert-auth`); dialing verifies the peer's
+    /// certificate against that CA, or not at all with auto TLS (`info.self_signed`), and
+    /// presents this member's certificate. Session tickets are off (no resumption is used).
+    pub fn new(info: &TlsInfo) -> Result<PeerTls, TransportError> {
+        let mut server_info = info.clone();
+        if info.trusted_ca_file.is_some() && !info.self_signed {
+            server_info.client_cert_auth = true;
+        }
+        let mut server = (*server_info.server_config(&[])?).clone();
+        server.send_tls13_tickets = 0;
+        Ok(PeerTls {
+            server: Arc::new(server),
+            client: info.client_config()?,
+        })
+    }
 }
 
 impl Default for TcpConfig {
@@ -99,6 +140,7 @@ impl Default for TcpConfig {
             stop_timeout: Duration::from_secs(5),
             snapshot_files: None,
             metrics: None,
+            tls: None,
         }
     }
 }
@@ -155,46 +197,111 @@ pub enum TransportError {
     /// The wire protocol failed.
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// The peer TLS configuration cannot be used (certificate, key or CA files).
+    #[error("peer TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// An `https://` URL, to listen on or to dial, but no [`TcpConfig::tls`].
+    #[error(
+        "{url} is an https peer URL but no peer TLS is configured (a peer certificate and key, or peer auto TLS)"
+    )]
+    TlsNotConfigured {
+        /// The URL.
+        url: String,
+    },
+}
+
+/// A parsed peer URL: where to connect, and whether over TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerUrl {
+    /// `host:port` (an IPv6 host bracketed).
+    pub host_port: String,
+    /// Whether the scheme is `https` (TLS); `http`, `tcp` or none is plain TCP.
+    pub tls: bool,
+}
+
+impl PeerUrl {
+    /// Parses `scheme://host:port[/path]` (the scheme is optional; a path is ignored; IPv6
+    /// hosts are bracketed: `https://[::1]:2380`).
+    pub fn parse(url: &str) -> Result<PeerUrl, TransportError> {
+        let invalid = |reason: &str| TransportError::InvalidUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let (tls, rest) = match url.split_once("://") {
+            Some(("https", rest)) => (true, rest),
+            Some(("http" | "tcp", rest)) => (false, rest),
+            Some(_) => return Err(invalid("scheme must be http, https or tcp")),
+            None => (false, url),
+        };
+        let host_port = rest.split('/').next().unwrap_or_default();
+        let Some((host, port)) = host_port.rsplit_once(':') else {
+            return Err(invalid("missing port"));
+        };
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(invalid("expected host:port"));
+        }
+        Ok(PeerUrl {
+            host_port: host_port.to_string(),
+            tls,
+        })
+    }
+
+    /// The URL as `scheme://host:port`.
+    fn display(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.host_port)
+    }
+}
+
+/// An address to listen on for peers, and whether it accepts TLS (an `https://` listen URL)
+/// or plain TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddr {
+    /// The address (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// TLS only (with [`TcpConfig::tls`]), or plain only.
+    pub tls: bool,
+}
+
+impl From<SocketAddr> for ListenAddr {
+    /// A plain TCP listener.
+    fn from(addr: SocketAddr) -> ListenAddr {
+        ListenAddr { addr, tls: false }
+    }
 }
 
 /// `host:port` of a peer URL such as `http://127.0.0.1:2380` (a scheme is optional; a path is
 /// ignored; IPv6 hosts are bracketed: `http://[::1]:2380`).
 pub fn url_host_port(url: &str) -> Result<String, TransportError> {
-    let invalid = |reason: &str| TransportError::InvalidUrl {
-        url: url.to_string(),
-        reason: reason.to_string(),
-    };
-    let rest = match url.split_once("://") {
-        Some((scheme, rest)) => {
-            if !matches!(scheme, "http" | "https" | "tcp") {
-                return Err(invalid("scheme must be http, https or tcp"));
-            }
-            rest
-        }
-        None => url,
-    };
-    let host_port = rest.split('/').next().unwrap_or_default();
-    let Some((host, port)) = host_port.rsplit_once(':') else {
-        return Err(invalid("missing port"));
-    };
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(invalid("expected host:port"));
-    }
-    Ok(host_port.to_string())
+    PeerUrl::parse(url).map(|u| u.host_port)
 }
 
-/// The socket addresses of listen URLs such as `--listen-peer-urls` (`http://127.0.0.1:2380`).
+/// The socket addresses of listen URLs such as `--listen-peer-urls` (`http://127.0.0.1:2380`),
+/// their schemes dropped: see [`listen_endpoints`] to keep them (needed for `https://`).
 pub fn listen_addrs(urls: &[String]) -> Result<Vec<SocketAddr>, TransportError> {
+    Ok(listen_endpoints(urls)?
+        .into_iter()
+        .map(|l| l.addr)
+        .collect())
+}
+
+/// The listeners of listen URLs such as `--listen-peer-urls`: an `https://` URL listens for
+/// TLS only, any other for plain TCP only. For [`TcpTransport::start_with_config`].
+pub fn listen_endpoints(urls: &[String]) -> Result<Vec<ListenAddr>, TransportError> {
     let mut out = Vec::new();
     for url in urls {
-        let hp = url_host_port(url)?;
-        let addrs = hp
+        let parsed = PeerUrl::parse(url)?;
+        let addrs = parsed
+            .host_port
             .to_socket_addrs()
             .map_err(|e| TransportError::InvalidUrl {
                 url: url.clone(),
                 reason: e.to_string(),
             })?;
-        out.extend(addrs);
+        out.extend(addrs.map(|addr| ListenAddr {
+            addr,
+            tls: parsed.tls,
+        }));
     }
     Ok(out)
 }
@@ -202,16 +309,27 @@ pub fn listen_addrs(urls: &[String]) -> Result<Vec<SocketAddr>, TransportError> 
 /// Asks the members at `peer_urls` which cluster they form (etcd's `GET /members` on the peer
 /// URLs): what a member joining a running cluster learns its cluster id and its own id from.
 /// Tries each URL in turn, again and again, until one answers or `timeout` passes.
+/// Plain TCP only: an `https://` URL fails; see [`fetch_cluster_with`].
 pub fn fetch_cluster(
     peer_urls: &[String],
     timeout: Duration,
 ) -> Result<ClusterInfo, TransportError> {
+    fetch_cluster_with(peer_urls, timeout, &TcpConfig::default())
+}
+
+/// [`fetch_cluster`] with `config`'s dial and handshake timeouts and its [`TcpConfig::tls`]
+/// for `https://` URLs (the transport's own config, so that the query authenticates as the
+/// member will).
+pub fn fetch_cluster_with(
+    peer_urls: &[String],
+    timeout: Duration,
+    config: &TcpConfig,
+) -> Result<ClusterInfo, TransportError> {
     let deadline = Instant::now() + timeout;
-    let config = TcpConfig::default();
     let mut last = String::from("no peer urls");
     loop {
         for url in peer_urls {
-            match query_members(url, &config) {
+            match query_members(url, config) {
                 Ok(info) => return Ok(info),
                 Err(e) => {
                     tracing::debug!(%url, "members query failed: {e}");
@@ -230,8 +348,22 @@ pub fn fetch_cluster(
 }
 
 fn query_members(url: &str, config: &TcpConfig) -> Result<ClusterInfo, TransportError> {
-    let hp = url_host_port(url)?;
-    let addrs: Vec<SocketAddr> = hp
+    let parsed = PeerUrl::parse(url)?;
+    let tls = if parsed.tls {
+        let Some(tls) = &config.tls else {
+            return Err(TransportError::TlsNotConfigured {
+                url: url.to_string(),
+            });
+        };
+        Some((
+            Arc::clone(&tls.client),
+            crate::tls::server_name(&parsed.host_port)?,
+        ))
+    } else {
+        None
+    };
+    let addrs: Vec<SocketAddr> = parsed
+        .host_port
         .to_socket_addrs()
         .map_err(|e| TransportError::InvalidUrl {
             url: url.to_string(),
@@ -252,6 +384,14 @@ fn query_members(url: &str, config: &TcpConfig) -> Result<ClusterInfo, Transport
             .map_err(io)?;
         s.set_write_timeout(Some(config.handshake_timeout))
             .map_err(io)?;
+        let mut s = match &tls {
+            Some((client, name)) => {
+                PeerStream::client(s, Arc::clone(client), name.clone()).map_err(io)?
+            }
+            None => PeerStream::Plain(s),
+        };
+        s.finish_handshake()
+            .map_err(|e| io(stream::handshake_error(e, &addr.to_string())))?;
         let hs = wire::Handshake {
             version: wire::PROTOCOL_VERSION,
             kind: wire::StreamKind::Members,
@@ -259,7 +399,7 @@ fn query_members(url: &str, config: &TcpConfig) -> Result<ClusterInfo, Transport
             from: 0,
             to: 0,
         };
-        let reply = wire::exchange_handshake(&s, &hs)?;
+        let reply = wire::exchange_handshake(&mut s, &hs).map_err(|e| tls_hint(e, &s))?;
         if reply.status != HandshakeStatus::Accepted {
             return Err(TransportError::Rejected {
                 peer: 0,
@@ -269,8 +409,7 @@ fn query_members(url: &str, config: &TcpConfig) -> Result<ClusterInfo, Transport
             });
         }
         let mut frame = Vec::new();
-        let mut r = &s;
-        if !wire::read_frame(&mut r, config.max_frame_len, &mut frame)? {
+        if !wire::read_frame(&mut s, config.max_frame_len, &mut frame)? {
             return Err(
                 WireError::Protocol("members query closed without an answer".into()).into(),
             );
@@ -281,6 +420,18 @@ fn query_members(url: &str, config: &TcpConfig) -> Result<ClusterInfo, Transport
         peer: 0,
         reason: last,
     })
+}
+
+/// `e`, from the dialer's first exchange after a TLS handshake, with a hint when the peer
+/// refused this member's certificate: with TLS 1.3 the dialer finishes its handshake before
+/// the listener has checked the certificate, so the refusal arrives as an alert on this read.
+fn tls_hint(e: WireError, s: &PeerStream) -> WireError {
+    match e {
+        WireError::Io(io) if s.is_tls() && stream::rustls_error(&io).is_some() => {
+            WireError::Io(stream::handshake_error(io, "the peer"))
+        }
+        other => other,
+    }
 }
 
 /// State shared by the transport and its threads.
@@ -385,32 +536,46 @@ pub struct TcpTransport {
 impl TcpTransport {
     /// Binds `listen` (port 0 picks a free port; see [`TcpTransport::local_addrs`]) and starts
     /// accepting peers of `cluster_id` as member `local_id`, with the default [`TcpConfig`].
-    /// Incoming messages and delivery reports go to `events`.
-    pub fn start(
+    /// Incoming messages and delivery reports go to `events`. `listen` takes [`SocketAddr`]s
+    /// (plain TCP) or [`ListenAddr`]s (see [`listen_endpoints`]).
+    pub fn start<L: Into<ListenAddr>>(
         local_id: u64,
         cluster_id: u64,
-        listen: Vec<SocketAddr>,
+        listen: impl IntoIterator<Item = L>,
         events: Sender<PeerEvent>,
     ) -> Result<TcpTransport, TransportError> {
         Self::start_with_config(local_id, cluster_id, listen, events, TcpConfig::default())
     }
 
-    /// [`TcpTransport::start`] with `config`.
-    pub fn start_with_config(
+    /// [`TcpTransport::start`] with `config`. A TLS listener needs [`TcpConfig::tls`]
+    /// ([`TransportError::TlsNotConfigured`] otherwise).
+    pub fn start_with_config<L: Into<ListenAddr>>(
         local_id: u64,
         cluster_id: u64,
-        listen: Vec<SocketAddr>,
+        listen: impl IntoIterator<Item = L>,
         events: Sender<PeerEvent>,
         config: TcpConfig,
     ) -> Result<TcpTransport, TransportError> {
-        let mut listeners = Vec::with_capacity(listen.len());
-        let mut local_addrs = Vec::with_capacity(listen.len());
-        for addr in listen {
+        let mut listeners = Vec::new();
+        let mut local_addrs = Vec::new();
+        for ListenAddr { addr, tls } in listen.into_iter().map(Into::into) {
+            let tls = if tls {
+                let Some(peer_tls) = &config.tls else {
+                    return Err(TransportError::TlsNotConfigured {
+                        url: format!("https://{addr}"),
+                    });
+                };
+                Some(Arc::clone(&peer_tls.server))
+            } else {
+                None
+            };
             let bind = |source| TransportError::Bind { addr, source };
             let l = TcpListener::bind(addr).map_err(bind)?;
             l.set_nonblocking(true).map_err(bind)?;
-            local_addrs.push(l.local_addr().map_err(bind)?);
-            listeners.push(l);
+            let local = l.local_addr().map_err(bind)?;
+            tracing::info!(addr = %local, tls = tls.is_some(), "peer listener bound");
+            local_addrs.push(local);
+            listeners.push((l, tls));
         }
         let shared = Arc::new(Shared {
             local_id,
@@ -479,11 +644,22 @@ impl TcpTransport {
         tracing::info!(local_id = %format_args!("{:x}", self.shared.local_id), "peer transport stopped");
     }
 
-    fn urls(id: u64, peer_urls: &[String]) -> Vec<String> {
+    fn urls(&self, id: u64, peer_urls: &[String]) -> Vec<PeerUrl> {
         peer_urls
             .iter()
-            .filter_map(|u| match url_host_port(u) {
-                Ok(hp) => Some(hp),
+            .filter_map(|u| match PeerUrl::parse(u) {
+                Ok(url) => {
+                    if url.tls && self.shared.config.tls.is_none() {
+                        // Kept: dialing it fails with this error and reports the peer
+                        // unreachable, which is what raft must see.
+                        tracing::error!(
+                            peer = %format_args!("{id:x}"),
+                            "{}",
+                            TransportError::TlsNotConfigured { url: url.display() }
+                        );
+                    }
+                    Some(url)
+                }
                 Err(e) => {
                     tracing::error!(peer = %format_args!("{id:x}"), "ignoring peer url: {e}");
                     None
@@ -540,7 +716,7 @@ impl Transport for TcpTransport {
         if peers.contains_key(&id) {
             return;
         }
-        let urls = Self::urls(id, peer_urls);
+        let urls = self.urls(id, peer_urls);
         match Peer::start(self.shared.clone(), id, urls) {
             Ok(peer) => {
                 tracing::info!(peer = %format_args!("{id:x}"), urls = ?peer_urls, "added peer");
@@ -574,7 +750,7 @@ impl Transport for TcpTransport {
     }
 
     fn update_peer(&self, id: u64, peer_urls: &[String]) {
-        let urls = Self::urls(id, peer_urls);
+        let urls = self.urls(id, peer_urls);
         match lock(&self.peers).get(&id) {
             Some(peer) => {
                 tracing::info!(peer = %format_args!("{id:x}"), urls = ?peer_urls, "updated peer urls");

@@ -8,7 +8,9 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use raft_core::raftpb::{Message, MessageType};
+use rustls::ServerConfig;
 
+use super::stream::{self, PeerStream};
 use super::wire::{
     self, ClusterInfo, HANDSHAKE_LEN, Handshake, HandshakeReply, HandshakeStatus, PROTOCOL_VERSION,
     SNAPSHOT_ACK, SnapshotHeader, StreamKind, WireError,
@@ -58,15 +60,20 @@ impl InboundRegistry {
     }
 }
 
-/// Accepts connections on every listener until the transport stops.
-pub(super) fn accept_loop(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
+/// A listener, and the TLS configuration it serves (`None`: plain TCP).
+pub(super) type Listener = (TcpListener, Option<Arc<ServerConfig>>);
+
+/// Accepts connections on every listener until the transport stops. The TLS handshake of an
+/// accepted connection happens on its reader thread, never here: a slow or silent client must
+/// not hold up the other accepts.
+pub(super) fn accept_loop(shared: Arc<Shared>, listeners: Vec<Listener>) {
     while !shared.is_stopped() {
         let mut idle = true;
-        for l in &listeners {
+        for (l, tls) in &listeners {
             match l.accept() {
                 Ok((s, addr)) => {
                     idle = false;
-                    admit(&shared, s, addr);
+                    admit(&shared, s, addr, tls.clone());
                 }
                 Err(e)
                     if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
@@ -80,7 +87,7 @@ pub(super) fn accept_loop(shared: Arc<Shared>, listeners: Vec<TcpListener>) {
     tracing::debug!("peer accept loop stopped");
 }
 
-fn admit(shared: &Arc<Shared>, s: TcpStream, addr: SocketAddr) {
+fn admit(shared: &Arc<Shared>, s: TcpStream, addr: SocketAddr, tls: Option<Arc<ServerConfig>>) {
     if let Err(e) = s.set_nonblocking(false) {
         tracing::warn!(%addr, "dropping peer connection: {e}");
         return;
@@ -92,6 +99,11 @@ fn admit(shared: &Arc<Shared>, s: TcpStream, addr: SocketAddr) {
     reg.reap();
     if reg.conns.len() >= shared.config.max_inbound {
         tracing::warn!(%addr, max = shared.config.max_inbound, "too many peer connections, refusing");
+        if tls.is_some() {
+            // No TLS session yet, and none is started here: just close. The dialer sees its
+            // handshake fail, which it treats as a refusal.
+            return;
+        }
         let reply = HandshakeReply {
             version: PROTOCOL_VERSION,
             status: HandshakeStatus::Busy,
@@ -121,7 +133,7 @@ fn admit(shared: &Arc<Shared>, s: TcpStream, addr: SocketAddr) {
     let reader = {
         let shared = shared.clone();
         spawn(&format!("peer-r-{:x}", shared.local_id), move || {
-            reader(&shared, id, s, addr)
+            reader(&shared, id, s, addr, tls)
         })
     };
     match reader {
@@ -136,24 +148,63 @@ fn admit(shared: &Arc<Shared>, s: TcpStream, addr: SocketAddr) {
 }
 
 /// Serves one inbound connection until it closes, fails or the transport stops.
-fn reader(shared: &Shared, conn_id: u64, s: TcpStream, addr: SocketAddr) {
-    match serve(shared, conn_id, &s, addr) {
+fn reader(
+    shared: &Shared,
+    conn_id: u64,
+    s: TcpStream,
+    addr: SocketAddr,
+    tls: Option<Arc<ServerConfig>>,
+) {
+    // The raw clone registered by `admit` stays the way to shut the connection down.
+    let shutdown = |s: &TcpStream| {
+        let _ = s.shutdown(Shutdown::Both);
+    };
+    let result = (|| {
+        let cfg = &shared.config;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(cfg.handshake_timeout))?;
+        s.set_write_timeout(Some(cfg.write_timeout))?;
+        let mut s = match tls {
+            Some(config) => PeerStream::server(s, config)?,
+            None => PeerStream::Plain(s),
+        };
+        let served = match s.finish_handshake() {
+            Ok(()) => serve(shared, conn_id, &mut s, addr),
+            Err(e) => {
+                tls_refused(shared, addr, &e);
+                Ok(())
+            }
+        };
+        shutdown(s.tcp());
+        served
+    })();
+    match result {
         Ok(()) => tracing::debug!(%addr, "peer connection closed"),
         Err(e) if shared.is_stopped() => tracing::debug!(%addr, "peer connection closed: {e}"),
         Err(e) => tracing::warn!(%addr, "closing peer connection: {e}"),
     }
-    let _ = s.shutdown(Shutdown::Both);
     lock(&shared.inbound).conns.remove(&conn_id);
 }
 
-fn serve(shared: &Shared, conn_id: u64, s: &TcpStream, addr: SocketAddr) -> Result<(), WireError> {
-    let cfg = &shared.config;
-    s.set_nodelay(true)?;
-    s.set_read_timeout(Some(cfg.handshake_timeout))?;
-    s.set_write_timeout(Some(cfg.write_timeout))?;
+/// Logs a failed TLS handshake of an inbound connection (which is then dropped).
+fn tls_refused(shared: &Shared, addr: SocketAddr, e: &std::io::Error) {
+    if shared.is_stopped() {
+        tracing::debug!(%addr, "TLS handshake interrupted by stop: {e}");
+    } else if stream::is_certificate_error(e) {
+        tracing::warn!(%addr, error = %e, "refused the TLS certificate of a peer connection; connection dropped");
+    } else {
+        tracing::warn!(%addr, error = %e, "TLS handshake with a peer connection failed; connection dropped");
+    }
+}
+
+fn serve(
+    shared: &Shared,
+    conn_id: u64,
+    s: &mut PeerStream,
+    addr: SocketAddr,
+) -> Result<(), WireError> {
     let mut buf = [0u8; HANDSHAKE_LEN];
-    let mut r = s;
-    r.read_exact(&mut buf)?;
+    s.read_exact(&mut buf)?;
     let hs = Handshake::decode(&buf)?;
     if hs.kind == StreamKind::Members && hs.version == PROTOCOL_VERSION {
         return answer_members(shared, s, addr);
@@ -177,8 +228,8 @@ fn serve(shared: &Shared, conn_id: u64, s: &TcpStream, addr: SocketAddr) -> Resu
         cluster_id: shared.cluster_id,
         id: shared.local_id,
     };
-    let mut w = s;
-    w.write_all(&reply.encode())?;
+    s.write_all(&reply.encode())?;
+    s.flush()?;
     let from = format!("{:x}", hs.from);
     match status {
         HandshakeStatus::Accepted => {}
@@ -224,7 +275,7 @@ fn serve(shared: &Shared, conn_id: u64, s: &TcpStream, addr: SocketAddr) -> Resu
 
 /// Answers a members query with this cluster's id and members, or `NotReady` while the node
 /// has not registered its membership yet.
-fn answer_members(shared: &Shared, s: &TcpStream, addr: SocketAddr) -> Result<(), WireError> {
+fn answer_members(shared: &Shared, s: &mut PeerStream, addr: SocketAddr) -> Result<(), WireError> {
     let source = lock(&shared.members).clone();
     let info = source.map(|members| ClusterInfo {
         cluster_id: shared.cluster_id,
@@ -240,13 +291,12 @@ fn answer_members(shared: &Shared, s: &TcpStream, addr: SocketAddr) -> Result<()
         cluster_id: shared.cluster_id,
         id: shared.local_id,
     };
-    let mut w = s;
-    w.write_all(&reply.encode())?;
+    s.write_all(&reply.encode())?;
     if let Some(info) = info {
-        wire::write_frame(&mut w, &postcard::to_allocvec(&info)?)?;
-        w.flush()?;
+        wire::write_frame(s, &postcard::to_allocvec(&info)?)?;
         tracing::info!(%addr, "answered a members query");
     }
+    s.flush()?;
     Ok(())
 }
 
@@ -261,11 +311,11 @@ fn acceptable(shared: &Shared, m: &Message, from: &str) -> bool {
 
 fn read_messages(
     shared: &Shared,
-    s: &TcpStream,
+    s: &mut PeerStream,
     from: &str,
     from_id: u64,
 ) -> Result<(), WireError> {
-    s.set_read_timeout(None)?;
+    s.tcp().set_read_timeout(None)?;
     let received = shared
         .config
         .metrics
@@ -294,11 +344,10 @@ fn read_messages(
     }
 }
 
-fn read_snapshots(shared: &Shared, s: &TcpStream, from: &str) -> Result<(), WireError> {
+fn read_snapshots(shared: &Shared, s: &mut PeerStream, from: &str) -> Result<(), WireError> {
     let cfg = &shared.config;
-    s.set_read_timeout(Some(cfg.snapshot_timeout))?;
+    s.tcp().set_read_timeout(Some(cfg.snapshot_timeout))?;
     let mut r = BufReader::with_capacity(256 << 10, s);
-    let mut w = s;
     loop {
         let mut head = Vec::new();
         if !wire::read_frame(&mut r, cfg.max_frame_len, &mut head)? {
@@ -345,8 +394,9 @@ fn read_snapshots(shared: &Shared, s: &TcpStream, from: &str) -> Result<(), Wire
         if !shared.deliver(PeerEvent::Message(m), &|| false) {
             return Ok(());
         }
-        w.write_all(&[SNAPSHOT_ACK])?;
-        w.flush()?;
+        // Same thread, same session: the ack goes out under the reader.
+        r.get_mut().write_all(&[SNAPSHOT_ACK])?;
+        r.get_mut().flush()?;
     }
 }
 

@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError, select};
 use raft_core::raftpb::{Message, MessageType};
 
+use rustls::pki_types::ServerName;
+
+use super::stream::{self, PeerStream};
 use super::wire::{
     self, Handshake, HandshakeStatus, PROTOCOL_VERSION, SNAPSHOT_ACK, SnapshotHeader, StreamKind,
     WireError,
 };
-use super::{PeerEvent, Shared, TransportError, lock, spawn};
+use super::{PeerEvent, PeerUrl, Shared, TransportError, lock, spawn, tls_hint};
 
 /// Messages written before the writer flushes (it also flushes whenever its queue is empty).
 const MAX_BATCH: usize = 256;
@@ -22,8 +25,8 @@ const MAX_BATCH: usize = 256;
 /// What a peer's threads share with the transport.
 struct Link {
     id: u64,
-    /// `host:port` of each of the peer's URLs.
-    urls: Mutex<Vec<String>>,
+    /// The peer's URLs.
+    urls: Mutex<Vec<PeerUrl>>,
     /// Bumped when `urls` change: the writer then redials.
     generation: AtomicU64,
     stopped: AtomicBool,
@@ -77,11 +80,11 @@ pub(super) struct Peer {
 }
 
 impl Peer {
-    /// Starts the threads talking to peer `id` at `urls` (`host:port`).
+    /// Starts the threads talking to peer `id` at `urls`.
     pub(super) fn start(
         shared: Arc<Shared>,
         id: u64,
-        urls: Vec<String>,
+        urls: Vec<PeerUrl>,
     ) -> Result<Peer, TransportError> {
         let link = Arc::new(Link {
             id,
@@ -146,7 +149,7 @@ impl Peer {
     }
 
     /// Replaces the peer's URLs; the message stream redials.
-    pub(super) fn set_urls(&self, urls: Vec<String>) {
+    pub(super) fn set_urls(&self, urls: Vec<PeerUrl>) {
         *lock(&self.link.urls) = urls;
         self.link.generation.fetch_add(1, Ordering::SeqCst);
     }
@@ -196,8 +199,24 @@ fn io_err(e: std::io::Error) -> TransportError {
     WireError::Io(e).into()
 }
 
+/// What an `https://` URL is dialed with.
+type ClientTls = (Arc<rustls::ClientConfig>, ServerName<'static>);
+
+/// The TLS to dial `url` with: `None` for plain TCP, an error for an https URL when the
+/// transport has no TLS configuration or the host is no valid TLS server name.
+fn client_tls(shared: &Shared, url: &PeerUrl) -> Result<Option<ClientTls>, TransportError> {
+    if !url.tls {
+        return Ok(None);
+    }
+    let Some(tls) = &shared.config.tls else {
+        return Err(TransportError::TlsNotConfigured { url: url.display() });
+    };
+    let name = crate::tls::server_name(&url.host_port)?;
+    Ok(Some((Arc::clone(&tls.client), name)))
+}
+
 /// Connects to one of the peer's URLs and completes the handshake for `kind`.
-fn dial(shared: &Shared, link: &Link, kind: StreamKind) -> Result<TcpStream, TransportError> {
+fn dial(shared: &Shared, link: &Link, kind: StreamKind) -> Result<PeerStream, TransportError> {
     let urls = lock(&link.urls).clone();
     let dial_err = |reason: String| TransportError::Dial {
         peer: link.id,
@@ -207,11 +226,18 @@ fn dial(shared: &Shared, link: &Link, kind: StreamKind) -> Result<TcpStream, Tra
         return Err(dial_err("no usable peer urls".into()));
     }
     let mut last = String::new();
-    for hp in &urls {
-        let addrs = match hp.to_socket_addrs() {
+    for url in &urls {
+        let tls = match client_tls(shared, url) {
+            Ok(tls) => tls,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        let addrs = match url.host_port.to_socket_addrs() {
             Ok(a) => a,
             Err(e) => {
-                last = format!("resolving {hp}: {e}");
+                last = format!("resolving {}: {e}", url.host_port);
                 continue;
             }
         };
@@ -220,7 +246,7 @@ fn dial(shared: &Shared, link: &Link, kind: StreamKind) -> Result<TcpStream, Tra
                 return Err(dial_err("transport stopped".into()));
             }
             match TcpStream::connect_timeout(&addr, shared.config.dial_timeout) {
-                Ok(s) => return handshake(shared, link, kind, s),
+                Ok(s) => return handshake(shared, link, kind, s, tls),
                 Err(e) => last = format!("{addr}: {e}"),
             }
         }
@@ -233,14 +259,28 @@ fn handshake(
     link: &Link,
     kind: StreamKind,
     s: TcpStream,
-) -> Result<TcpStream, TransportError> {
+    tls: Option<ClientTls>,
+) -> Result<PeerStream, TransportError> {
     let cfg = &shared.config;
     s.set_nodelay(true).map_err(io_err)?;
     s.set_write_timeout(Some(cfg.write_timeout))
         .map_err(io_err)?;
     s.set_read_timeout(Some(cfg.handshake_timeout))
         .map_err(io_err)?;
+    // Registered before any handshake, so that stopping the peer interrupts it.
     link.set_socket(kind, Some(s.try_clone().map_err(io_err)?));
+    let addr = s.peer_addr().map_or_else(|_| "?".into(), |a| a.to_string());
+    let mut s = match tls {
+        Some((config, name)) => PeerStream::client(s, config, name).map_err(io_err)?,
+        None => PeerStream::Plain(s),
+    };
+    if let Err(e) = s.finish_handshake() {
+        let _ = s.tcp().shutdown(Shutdown::Both);
+        return Err(io_err(stream::handshake_error(
+            e,
+            &format!("peer {:x} at {addr}", link.id),
+        )));
+    }
     let hs = Handshake {
         version: PROTOCOL_VERSION,
         kind,
@@ -248,7 +288,13 @@ fn handshake(
         from: shared.local_id,
         to: link.id,
     };
-    let reply = wire::exchange_handshake(&s, &hs)?;
+    let reply = match wire::exchange_handshake(&mut s, &hs) {
+        Ok(reply) => reply,
+        Err(e) => {
+            let _ = s.tcp().shutdown(Shutdown::Both);
+            return Err(tls_hint(e, &s).into());
+        }
+    };
     if reply.status != HandshakeStatus::Accepted {
         let err = TransportError::Rejected {
             peer: link.id,
@@ -269,10 +315,12 @@ fn handshake(
                 "peer belongs to another cluster: {err}"
             );
         }
-        let _ = s.shutdown(Shutdown::Both);
+        let _ = s.tcp().shutdown(Shutdown::Both);
         return Err(err);
     }
-    s.set_read_timeout(None).map_err(io_err)?;
+    // The message stream never reads (`PeerStream` writes never read either), the snapshot
+    // stream sets its own timeout for the ack.
+    s.tcp().set_read_timeout(None).map_err(io_err)?;
     Ok(s)
 }
 
@@ -281,7 +329,7 @@ fn handshake(
 fn message_writer(shared: &Shared, link: &Link, rx: &Receiver<Message>, stop_rx: &Receiver<()>) {
     let cfg = &shared.config;
     let peer = format!("{:x}", link.id);
-    let mut conn: Option<(BufWriter<TcpStream>, u64)> = None;
+    let mut conn: Option<(BufWriter<PeerStream>, u64)> = None;
     let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
     let mut down_logged = false;
     let mut scratch = Vec::new();
@@ -363,10 +411,10 @@ fn message_writer(shared: &Shared, link: &Link, rx: &Receiver<Message>, stop_rx:
 }
 
 /// Closes a message stream without flushing what is buffered (the stream failed or is stale).
-fn close(conn: Option<(BufWriter<TcpStream>, u64)>) {
+fn close(conn: Option<(BufWriter<PeerStream>, u64)>) {
     if let Some((w, _)) = conn {
         let (s, _unsent) = w.into_parts();
-        let _ = s.shutdown(Shutdown::Both);
+        let _ = s.tcp().shutdown(Shutdown::Both);
     }
 }
 
@@ -375,7 +423,7 @@ fn close(conn: Option<(BufWriter<TcpStream>, u64)>) {
 fn write_message(
     shared: &Shared,
     link: &Link,
-    w: &mut BufWriter<TcpStream>,
+    w: &mut BufWriter<PeerStream>,
     m: &Message,
     scratch: &mut Vec<u8>,
 ) -> Result<(), TransportError> {
@@ -542,8 +590,8 @@ fn send_snapshot(shared: &Shared, link: &Link, mut m: Message) -> Result<u64, Tr
         }
         .into());
     }
-    let stream = dial(shared, link, StreamKind::Snapshot)?;
-    let mut w = BufWriter::with_capacity(64 << 10, &stream);
+    let mut stream = dial(shared, link, StreamKind::Snapshot)?;
+    let mut w = BufWriter::with_capacity(64 << 10, &mut stream);
     let written = (|| {
         wire::write_frame(&mut w, &header)?;
         data.write_chunks(
@@ -556,15 +604,17 @@ fn send_snapshot(shared: &Shared, link: &Link, mut m: Message) -> Result<u64, Tr
     // Never flush on drop: after a failure that could block for the write timeout again.
     let _ = w.into_parts();
     if let Err(e) = written {
-        let _ = stream.shutdown(Shutdown::Both);
+        let _ = stream.tcp().shutdown(Shutdown::Both);
         return Err(e);
     }
     stream
+        .tcp()
         .set_read_timeout(Some(cfg.snapshot_timeout))
         .map_err(io_err)?;
     let mut ack = [0u8; 1];
-    (&stream).read_exact(&mut ack).map_err(io_err)?;
-    let _ = stream.shutdown(Shutdown::Both);
+    let read = stream.read_exact(&mut ack).map_err(io_err);
+    let _ = stream.tcp().shutdown(Shutdown::Both);
+    read?;
     if ack[0] != SNAPSHOT_ACK {
         return Err(WireError::Protocol(format!("bad snapshot ack {:#04x}", ack[0])).into());
     }

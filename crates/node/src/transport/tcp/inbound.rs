@@ -190,8 +190,17 @@ fn reader(
 fn tls_refused(shared: &Shared, addr: SocketAddr, e: &std::io::Error) {
     if shared.is_stopped() {
         tracing::debug!(%addr, "TLS handshake interrupted by stop: {e}");
-    } else if stream::is_certificate_error(e) {
+    } else if stream::refusal(e) == Some(stream::Refusal::TheirCertificate) {
         tracing::warn!(%addr, error = %e, "refused the TLS certificate of a peer connection; connection dropped");
+    } else if stream::refusal(e) == Some(stream::Refusal::OurCertificate) {
+        tracing::warn!(%addr, error = %e, "a peer connection refused this member's TLS certificate; connection dropped");
+    } else if matches!(
+        stream::rustls_error(e),
+        Some(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+        ))
+    ) {
+        tracing::warn!(%addr, error = %e, "not TLS on an https peer listener (the dialer has an http URL for it?); connection dropped");
     } else {
         tracing::warn!(%addr, error = %e, "TLS handshake with a peer connection failed; connection dropped");
     }
@@ -205,7 +214,16 @@ fn serve(
 ) -> Result<(), WireError> {
     let mut buf = [0u8; HANDSHAKE_LEN];
     s.read_exact(&mut buf)?;
-    let hs = Handshake::decode(&buf)?;
+    let hs = match Handshake::decode(&buf) {
+        // 0x16: a TLS handshake record, i.e. a ClientHello.
+        Err(WireError::BadMagic) if !s.is_tls() && buf[0] == 0x16 => {
+            return Err(WireError::Protocol(
+                "a TLS connection on a plain (http) peer listener: the dialer has an https URL for it"
+                    .into(),
+            ));
+        }
+        decoded => decoded?,
+    };
     if hs.kind == StreamKind::Members && hs.version == PROTOCOL_VERSION {
         return answer_members(shared, s, addr);
     }

@@ -173,36 +173,43 @@ pub(super) fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
-/// Whether `e` is a certificate refused by this side during the handshake (the peer's
-/// certificate is invalid, untrusted or missing), or reported refused by the peer.
-pub(super) fn is_certificate_error(e: &io::Error) -> bool {
+/// A certificate refused during a TLS handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// This side refused the peer's certificate (invalid, untrusted, expired or missing).
+    TheirCertificate,
+    /// The peer refused this side's certificate (it sent a certificate alert).
+    OurCertificate,
+}
+
+/// Whether `e` is a refused certificate, and whose.
+pub(super) fn refusal(e: &io::Error) -> Option<Refusal> {
     use rustls::AlertDescription as A;
-    match rustls_error(e) {
-        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) => true,
-        Some(rustls::Error::AlertReceived(alert)) => matches!(
-            alert,
+    match rustls_error(e)? {
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+            Some(Refusal::TheirCertificate)
+        }
+        rustls::Error::AlertReceived(
             A::BadCertificate
-                | A::UnsupportedCertificate
-                | A::CertificateRevoked
-                | A::CertificateExpired
-                | A::CertificateUnknown
-                | A::UnknownCA
-                | A::CertificateRequired
-                | A::AccessDenied
-        ),
-        _ => false,
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::CertificateRequired
+            | A::AccessDenied,
+        ) => Some(Refusal::OurCertificate),
+        _ => None,
     }
 }
 
 /// `e` with what failed spelled out: "TLS handshake with <who>: <e>", and a hint when a
 /// certificate was refused.
 pub(super) fn handshake_error(e: io::Error, who: &str) -> io::Error {
-    let hint = match rustls_error(&e) {
-        Some(rustls::Error::AlertReceived(_)) if is_certificate_error(&e) => {
-            " (the peer refused this member's certificate)"
-        }
-        _ if is_certificate_error(&e) => " (certificate refused)",
-        _ => "",
+    let hint = match refusal(&e) {
+        Some(Refusal::TheirCertificate) => " (its certificate was refused)",
+        Some(Refusal::OurCertificate) => " (it refused this member's certificate)",
+        None => "",
     };
     io::Error::new(e.kind(), format!("TLS handshake with {who}: {e}{hint}"))
 }

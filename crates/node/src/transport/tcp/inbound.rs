@@ -155,10 +155,9 @@ fn reader(
     addr: SocketAddr,
     tls: Option<Arc<ServerConfig>>,
 ) {
-    // The raw clone registered by `admit` stays the way to shut the connection down.
-    let shutdown = |s: &TcpStream| {
-        let _ = s.shutdown(Shutdown::Both);
-    };
+    // Other threads shut the connection down through the raw clone `admit` registered; the
+    // TLS session (if any) is this thread's alone. The handshake happens here, after the
+    // timeouts are set, so a silent client costs this thread only and `stop` interrupts it.
     let result = (|| {
         let cfg = &shared.config;
         s.set_nodelay(true)?;
@@ -171,11 +170,11 @@ fn reader(
         let served = match s.finish_handshake() {
             Ok(()) => serve(shared, conn_id, &mut s, addr),
             Err(e) => {
-                tls_refused(shared, addr, &e);
+                log_tls_failure(shared, addr, &e);
                 Ok(())
             }
         };
-        shutdown(s.tcp());
+        let _ = s.tcp().shutdown(Shutdown::Both);
         served
     })();
     match result {
@@ -187,7 +186,7 @@ fn reader(
 }
 
 /// Logs a failed TLS handshake of an inbound connection (which is then dropped).
-fn tls_refused(shared: &Shared, addr: SocketAddr, e: &std::io::Error) {
+fn log_tls_failure(shared: &Shared, addr: SocketAddr, e: &std::io::Error) {
     if shared.is_stopped() {
         tracing::debug!(%addr, "TLS handshake interrupted by stop: {e}");
     } else if stream::refusal(e) == Some(stream::Refusal::TheirCertificate) {

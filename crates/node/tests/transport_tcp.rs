@@ -921,8 +921,8 @@ fn tls_members_query() {
 
 /// (d) With a trusted CA, a dialer whose certificate another CA signed is refused: the
 /// accepting side logs it with the dialer's address and the rustls error, nothing is
-/// delivered, the dialer reports the peer unreachable. A dialer that does not trust the
-/// listener's CA refuses it in turn.
+/// delivered, the dialer reports the peer unreachable. So is a dialer without a certificate.
+/// A dialer that does not trust the listener's CA refuses it in turn.
 #[test]
 fn tls_certificate_of_another_ca_is_refused() {
     logs::capture();
@@ -959,6 +959,29 @@ fn tls_certificate_of_another_ca_is_refused() {
         !refused.is_empty(),
         "no warning about the refused certificate"
     );
+
+    // A certificate is required, not just checked when offered: a dialer without one is
+    // refused too.
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in node::tls::load_certs(&ca.ca_file).unwrap() {
+        roots.add(cert).unwrap();
+    }
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let anonymous = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let anonymous = PeerTls {
+        client: std::sync::Arc::new(anonymous),
+        ..ca.peer_tls("anonymous")
+    };
+    let (e, erx) = start_tls(5, &anonymous);
+    e.add_peer(2, &[https_url(&b)]);
+    e.send(vec![app(5, 2, 0)]);
+    assert!(wait_event(&erx, WAIT, |e| matches!(e, PeerEvent::Unreachable(2))).is_some());
+    assert!(recv_messages(&brx, 1, Duration::from_millis(300)).is_empty());
 
     // The other way round: the dialer trusts only the other CA, so b's certificate is refused.
     let mut distrusting = ca.member("distrusting");

@@ -107,7 +107,9 @@ impl PeerTls {
     /// client certificate signed by the trusted CA whenever a trusted CA is set (etcd does so
     /// for peers even without `--peer-client-cert-auth`); dialing verifies the peer's
     /// certificate against that CA, or not at all with auto TLS (`info.self_signed`), and
-    /// presents this member's certificate. Session tickets are off (no resumption is used).
+    /// presents this member's certificate. Session resumption is off (peer connections are
+    /// long-lived, and every handshake then checks the certificate against the current CA and
+    /// CRL).
     pub fn new(info: &TlsInfo) -> Result<PeerTls, TransportError> {
         let mut server_info = info.clone();
         if info.trusted_ca_file.is_some() && !info.self_signed {
@@ -115,6 +117,7 @@ impl PeerTls {
         }
         let mut server = (*server_info.server_config(&[])?).clone();
         server.send_tls13_tickets = 0;
+        server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(PeerTls {
             server: Arc::new(server),
             client: info.client_config()?,

@@ -531,13 +531,19 @@ impl TlsInfo {
             .with_protocol_versions(&versions(&self.min_version, &self.max_version)?)
             .map_err(|e| TlsError::Rustls(e.to_string()))?;
         let builder = match (&self.trusted_ca_file, self.self_signed) {
+            (_, true) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider))),
             (Some(ca), false) => {
                 let roots = load_roots(ca)?;
                 builder.with_root_certificates(roots)
             }
-            _ => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider))),
+            (None, false) => {
+                return Err(TlsError::Rustls(
+                    "dialing over TLS needs a trusted CA to verify the other side's certificate"
+                        .into(),
+                ));
+            }
         };
         Ok(Arc::new(builder.with_client_cert_resolver(certified)))
     }

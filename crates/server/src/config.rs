@@ -305,13 +305,12 @@ impl Config {
                 "peer-trusted-ca-file",
             ));
         }
-        if self
-            .listen_peer_urls
-            .iter()
-            .any(|u| u.starts_with("https://"))
-        {
+        if peer_has_cert && t.peer_trusted_ca_file.is_empty() && !t.peer_auto_tls {
+            // etcd would verify peers against the system's roots; ferrocd has none to use, and
+            // never dials a peer it cannot verify.
             return Err(ConfigError::Unsupported(
-                "peer TLS (https peer URLs) is not supported yet: use http peer URLs",
+                "--peer-cert-file needs --peer-trusted-ca-file to verify the other members' \
+                 certificates (or --peer-auto-tls, encryption without authentication)",
             ));
         }
         Ok(())
@@ -551,6 +550,30 @@ mod tests {
             "--client-cert-auth",
         ]);
         assert_eq!(twice, Ok(()));
+    }
+
+    #[test]
+    fn peer_certificates_need_a_ca_to_verify_the_others() {
+        let https_peer = [
+            "--listen-peer-urls",
+            "https://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "https://127.0.0.1:2380",
+            "--initial-cluster",
+            "default=https://127.0.0.1:2380",
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = https_peer.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args).validate()
+        };
+        let files = ["--peer-cert-file", "c.pem", "--peer-key-file", "k.pem"];
+        let err = with(&files).expect_err("no CA to verify the others");
+        assert!(err.to_string().contains("--peer-trusted-ca-file"), "{err}");
+        let mut with_ca = files.to_vec();
+        with_ca.extend(["--peer-trusted-ca-file", "ca.pem"]);
+        assert_eq!(with(&with_ca), Ok(()));
+        assert_eq!(with(&["--peer-auto-tls"]), Ok(()));
     }
 
     #[test]

@@ -10,7 +10,9 @@ use node::engine::EngineKind;
 use node::membership;
 use node::membership::ClusterInfo;
 use node::snapshot::DataPaths;
-use node::transport::tcp::{TcpConfig, TcpTransport, fetch_cluster, listen_addrs};
+use node::transport::tcp::{
+    PeerTls, TcpConfig, TcpTransport, fetch_cluster_with, listen_endpoints,
+};
 use node::wal::Wal;
 use node::{ClusterState, Node, NodeConfig};
 use server::config::BackendKind;
@@ -36,6 +38,7 @@ const REMOVED_POLL: Duration = Duration::from_millis(100);
 fn identity(
     config: &Config,
     members: &[server::Member],
+    peer_tls: Option<&PeerTls>,
 ) -> Result<(u64, u64, Option<ClusterInfo>)> {
     let wal = DataPaths::new(config.data_dir.as_ref()).wal;
     if Wal::exists(&wal) {
@@ -69,7 +72,11 @@ fn identity(
                 );
             }
             tracing::info!(peers = ?others, "joining a running cluster: asking the peers for its members");
-            let info = fetch_cluster(&others, JOIN_TIMEOUT).context(
+            let query = TcpConfig {
+                tls: peer_tls.cloned(),
+                ..TcpConfig::default()
+            };
+            let info = fetch_cluster_with(&others, JOIN_TIMEOUT, &query).context(
                 "cannot fetch the cluster's members from the peers in --initial-cluster",
             )?;
             let me = info
@@ -101,10 +108,17 @@ fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
         .iter()
         .map(|m| (m.name.clone(), m.peer_urls.clone()))
         .collect();
-    let (member_id, cluster_id, existing) = identity(config, &members)?;
+    let peer_tls = server::tls::peer_tls_info(config)
+        .context("peer TLS")?
+        .map(|info| PeerTls::new(&info))
+        .transpose()
+        .context(
+            "peer TLS (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-crl-file)",
+        )?;
+    let (member_id, cluster_id, existing) = identity(config, &members, peer_tls.as_ref())?;
     let (events_tx, events_rx) = crossbeam_channel::unbounded();
     let metrics = node::metrics::Metrics::new().context("registering the member's metrics")?;
-    let addrs = listen_addrs(&config.listen_peer_urls).context("--listen-peer-urls")?;
+    let addrs = listen_endpoints(&config.listen_peer_urls).context("--listen-peer-urls")?;
     let transport = Arc::new(
         TcpTransport::start_with_config(
             member_id,
@@ -114,6 +128,7 @@ fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
             TcpConfig {
                 snapshot_files: Some(DataPaths::new(config.data_dir.as_ref())),
                 metrics: Some(Arc::clone(&metrics)),
+                tls: peer_tls,
                 ..TcpConfig::default()
             },
         )

@@ -79,6 +79,48 @@ pub fn client_tls_info(config: &Config) -> Result<Option<TlsInfo>, TlsError> {
     Ok(Some(info))
 }
 
+/// The TLS of the peer transport, if any peer URL (listened on, advertised, or another
+/// member's) is https: the peer certificate files, or with `--peer-auto-tls` (and no files) a
+/// self-signed certificate under `<data-dir>/fixtures/peer`. With a trusted CA, peers must
+/// present a certificate it signed (etcd's peer rule); with auto TLS, peers are not verified.
+pub fn peer_tls_info(config: &Config) -> Result<Option<TlsInfo>, TlsError> {
+    let https = |u: &String| u.starts_with("https://");
+    let any_https = config.listen_peer_urls.iter().any(https)
+        || config.initial_advertise_peer_urls.iter().any(https)
+        || config.initial_cluster.contains("https://");
+    if !any_https {
+        return Ok(None);
+    }
+    let t = &config.tls;
+    let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+    let mut info = if !t.peer_cert_file.is_empty() && !t.peer_key_file.is_empty() {
+        if t.peer_auto_tls {
+            tracing::warn!("ignoring peer auto TLS since certs given");
+        }
+        TlsInfo {
+            cert_file: PathBuf::from(&t.peer_cert_file),
+            key_file: PathBuf::from(&t.peer_key_file),
+            trusted_ca_file: path(&t.peer_trusted_ca_file),
+            client_cert_auth: t.peer_client_cert_auth,
+            crl_file: path(&t.peer_crl_file),
+            ..TlsInfo::default()
+        }
+    } else if t.peer_auto_tls {
+        let dir = Path::new(&config.data_dir).join("fixtures").join("peer");
+        node::tls::self_cert(
+            &dir,
+            &hosts(&config.listen_peer_urls),
+            t.self_signed_cert_validity,
+        )?
+    } else {
+        return Ok(None);
+    };
+    info.cipher_suites = t.cipher_suites.clone();
+    info.min_version = t.tls_min_version.clone();
+    info.max_version = t.tls_max_version.clone();
+    Ok(Some(info))
+}
+
 /// What a TLS client connection tells the services (in each request's extensions): who
 /// connected, and the common name of the certificate it presented (etcd's user name under
 /// auth with client certificates).

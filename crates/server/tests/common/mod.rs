@@ -32,6 +32,8 @@ pub struct MemberSpec {
     pub peer_port: u16,
     /// `http`, or `https` for a member serving clients over TLS.
     pub client_scheme: &'static str,
+    /// `http`, or `https` for a member talking to its peers over TLS.
+    pub peer_scheme: &'static str,
 }
 
 impl MemberSpec {
@@ -41,6 +43,7 @@ impl MemberSpec {
             client_port: free_port(),
             peer_port: free_port(),
             client_scheme: "http",
+            peer_scheme: "http",
         }
     }
 
@@ -56,8 +59,16 @@ impl MemberSpec {
         format!("{}://127.0.0.1:{}", self.client_scheme, self.client_port)
     }
 
+    /// A member talking to its peers over TLS (`https` peer URL).
+    pub fn new_peer_tls(name: &str) -> MemberSpec {
+        MemberSpec {
+            peer_scheme: "https",
+            ..MemberSpec::new(name)
+        }
+    }
+
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.peer_scheme, self.peer_port)
     }
 
     /// What etcdctl is given: `host:port`, or the https URL for a TLS member.

@@ -93,6 +93,109 @@ pub struct TlsInfo {
     /// Self-signed (auto TLS): encryption without authentication, as etcd's auto TLS. The
     /// other side's certificate is not verified when dialing.
     pub self_signed: bool,
+    /// Only a verified certificate with this subject common name is accepted, on either side
+    /// (etcd's `--peer-cert-allowed-cn`).
+    pub allowed_cn: Option<String>,
+    /// Only a verified certificate valid for this host name is accepted, on either side
+    /// (etcd's `--peer-cert-allowed-hostname`).
+    pub allowed_hostname: Option<String>,
+}
+
+/// The identity a verified certificate must also have ([`TlsInfo::allowed_cn`],
+/// [`TlsInfo::allowed_hostname`]).
+#[derive(Clone, Debug, Default)]
+struct AllowedIdentity {
+    cn: Option<String>,
+    hostname: Option<String>,
+}
+
+impl AllowedIdentity {
+    fn of(info: &TlsInfo) -> AllowedIdentity {
+        AllowedIdentity {
+            cn: info.allowed_cn.clone().filter(|s| !s.is_empty()),
+            hostname: info.allowed_hostname.clone().filter(|s| !s.is_empty()),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.cn.is_none() && self.hostname.is_none()
+    }
+
+    /// Checks the end-entity certificate (already verified against the CA).
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        if self.is_open() {
+            return Ok(());
+        }
+        let refuse = |why: String| {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(IdentityRefused(why)))),
+            ))
+        };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(end_entity.as_ref()) else {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadEncoding,
+            ));
+        };
+        if let Some(cn) = &self.cn {
+            let has = cert
+                .subject()
+                .iter_common_name()
+                .any(|n| n.as_str().is_ok_and(|n| n == cn));
+            if !has {
+                return refuse(format!(
+                    "CommonName authentication failed (allowed: {cn:?})"
+                ));
+            }
+        }
+        if let Some(host) = &self.hostname
+            && !valid_for_host(&cert, host)
+        {
+            return refuse(format!(
+                "client certificate authentication failed (allowed hostname: {host:?})"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a verified certificate was still refused.
+#[derive(Debug)]
+struct IdentityRefused(String);
+
+impl std::fmt::Display for IdentityRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for IdentityRefused {}
+
+/// Whether `cert` names `host` among its subject alternative names (DNS names, with a
+/// leftmost `*` label matching one label, and IP addresses), as Go's `VerifyHostname`.
+fn valid_for_host(cert: &x509_parser::certificate::X509Certificate<'_>, host: &str) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let ip: Option<std::net::IpAddr> = host.parse().ok();
+    san.value.general_names.iter().any(|name| match name {
+        GeneralName::DNSName(dns) => {
+            let dns = dns.trim_end_matches('.').to_ascii_lowercase();
+            match dns.strip_prefix("*.") {
+                Some(suffix) => host
+                    .split_once('.')
+                    .is_some_and(|(first, rest)| !first.is_empty() && rest == suffix),
+                None => dns == host,
+            }
+        }
+        GeneralName::IPAddress(bytes) => ip.is_some_and(|ip| match (ip, bytes.len()) {
+            (std::net::IpAddr::V4(v4), 4) => v4.octets()[..] == bytes[..],
+            (std::net::IpAddr::V6(v6), 16) => v6.octets()[..] == bytes[..],
+            _ => false,
+        }),
+        _ => false,
+    })
 }
 
 /// The files' modification times when they were last loaded.
@@ -313,6 +416,7 @@ struct ReloadingClientVerifier {
     ca: PathBuf,
     crl: Option<PathBuf>,
     mandatory: bool,
+    allowed: AllowedIdentity,
     provider: Arc<CryptoProvider>,
     loaded: Mutex<(Stamps, Arc<dyn ClientCertVerifier>)>,
 }
@@ -390,7 +494,8 @@ impl ClientCertVerifier for ReloadingClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verdict = self
             .current()
-            .verify_client_cert(end_entity, intermediates, now);
+            .verify_client_cert(end_entity, intermediates, now)
+            .and_then(|verified| self.allowed.check(end_entity).map(|()| verified));
         if let Err(e) = &verdict {
             tracing::warn!(error = %e, "rejected a client certificate");
         }
@@ -419,6 +524,56 @@ impl ClientCertVerifier for ReloadingClientVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// The CA's verdict on a dialed peer's certificate, then the allowed identity.
+#[derive(Debug)]
+struct CheckedServerCert {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    allowed: AllowedIdentity,
+}
+
+impl ServerCertVerifier for CheckedServerCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        self.allowed.check(end_entity)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 
@@ -502,6 +657,7 @@ impl TlsInfo {
                     ca: ca.clone(),
                     crl: self.crl_file.clone(),
                     mandatory: self.client_cert_auth,
+                    allowed: AllowedIdentity::of(self),
                     provider: Arc::clone(&provider),
                     loaded: Mutex::new((stamps, verifier)),
                 }))
@@ -536,7 +692,23 @@ impl TlsInfo {
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider))),
             (Some(ca), false) => {
                 let roots = load_roots(ca)?;
-                builder.with_root_certificates(roots)
+                let allowed = AllowedIdentity::of(self);
+                if allowed.is_open() {
+                    builder.with_root_certificates(roots)
+                } else {
+                    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                        roots,
+                        Arc::clone(&provider),
+                    )
+                    .build()
+                    .map_err(|e| TlsError::Rustls(format!("server certificate verifier: {e}")))?;
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(CheckedServerCert {
+                            inner,
+                            allowed,
+                        }))
+                }
             }
             (None, false) => {
                 return Err(TlsError::Rustls(
@@ -670,6 +842,43 @@ mod tests {
         info.self_signed = false;
         info.client_cert_auth = true;
         assert!(info.server_config(&[]).is_err());
+    }
+
+    fn cert(cn: &str, sans: &[&str]) -> CertificateDer<'static> {
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn allowed_common_name_and_hostname() {
+        let c = cert(
+            "example.com",
+            &["localhost", "*.infra.example", "127.0.0.1"],
+        );
+        let allow = |cn: Option<&str>, host: Option<&str>| AllowedIdentity {
+            cn: cn.map(str::to_owned),
+            hostname: host.map(str::to_owned),
+        };
+        assert!(allow(None, None).check(&c).is_ok());
+        assert!(allow(Some("example.com"), None).check(&c).is_ok());
+        assert!(allow(Some("example2.com"), None).check(&c).is_err());
+        assert!(allow(None, Some("localhost")).check(&c).is_ok());
+        assert!(allow(None, Some("m1.infra.example")).check(&c).is_ok());
+        assert!(allow(None, Some("a.b.infra.example")).check(&c).is_err());
+        assert!(allow(None, Some("127.0.0.1")).check(&c).is_ok());
+        assert!(allow(None, Some("127.0.0.2")).check(&c).is_err());
+        assert!(allow(Some("example.com"), Some("other")).check(&c).is_err());
+        let refused = allow(Some("x"), None).check(&c).unwrap_err().to_string();
+        assert!(
+            refused.contains("CommonName authentication failed"),
+            "{refused}"
+        );
     }
 
     #[test]

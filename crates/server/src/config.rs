@@ -155,6 +155,12 @@ pub struct TlsFlags {
     /// Path to the peer certificate revocation list file.
     #[arg(long, default_value = "")]
     pub peer_crl_file: String,
+    /// Allowed TLS common name for inter-peer authentication.
+    #[arg(long, default_value = "")]
+    pub peer_cert_allowed_cn: String,
+    /// Allowed TLS host name for inter-peer authentication.
+    #[arg(long, default_value = "")]
+    pub peer_cert_allowed_hostname: String,
     /// Peer TLS using generated certificates.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
           default_value_t = false, action = clap::ArgAction::Set)]
@@ -227,9 +233,13 @@ pub enum ConfigError {
     /// `--client-cert-auth` (or its peer twin) without a CA to verify certificates against.
     #[error("--{0} needs --{1}: client certificates are verified against it")]
     CertAuthWithoutCa(&'static str, &'static str),
-    /// TLS itself is not supported on this side yet.
+    /// Two flags that cannot be given together.
+    #[error("--{0} and --{1} are mutually exclusive")]
+    MutuallyExclusive(&'static str, &'static str),
+    /// A combination ferrocd refuses where etcd would accept it, for safety (the message says
+    /// why and what to set).
     #[error("{0}")]
-    Unsupported(&'static str),
+    Refused(&'static str),
     /// An auto-compaction setting etcd does not know.
     #[error("invalid auto-compaction setting: {0}")]
     InvalidAutoCompaction(String),
@@ -299,6 +309,12 @@ impl Config {
                 "trusted-ca-file",
             ));
         }
+        if !t.peer_cert_allowed_cn.is_empty() && !t.peer_cert_allowed_hostname.is_empty() {
+            return Err(ConfigError::MutuallyExclusive(
+                "peer-cert-allowed-cn",
+                "peer-cert-allowed-hostname",
+            ));
+        }
         if t.peer_client_cert_auth && t.peer_trusted_ca_file.is_empty() && !t.peer_auto_tls {
             return Err(ConfigError::CertAuthWithoutCa(
                 "peer-client-cert-auth",
@@ -308,7 +324,7 @@ impl Config {
         if peer_has_cert && t.peer_trusted_ca_file.is_empty() && !t.peer_auto_tls {
             // etcd would verify peers against the system's roots; ferrocd has none to use, and
             // never dials a peer it cannot verify.
-            return Err(ConfigError::Unsupported(
+            return Err(ConfigError::Refused(
                 "--peer-cert-file needs --peer-trusted-ca-file to verify the other members' \
                  certificates (or --peer-auto-tls, encryption without authentication)",
             ));
@@ -574,6 +590,20 @@ mod tests {
         with_ca.extend(["--peer-trusted-ca-file", "ca.pem"]);
         assert_eq!(with(&with_ca), Ok(()));
         assert_eq!(with(&["--peer-auto-tls"]), Ok(()));
+        let mut both = with_ca.clone();
+        both.extend([
+            "--peer-cert-allowed-cn",
+            "a",
+            "--peer-cert-allowed-hostname",
+            "b",
+        ]);
+        assert_eq!(
+            with(&both),
+            Err(ConfigError::MutuallyExclusive(
+                "peer-cert-allowed-cn",
+                "peer-cert-allowed-hostname"
+            ))
+        );
     }
 
     #[test]

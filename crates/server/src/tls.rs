@@ -93,6 +93,7 @@ pub fn peer_tls_info(config: &Config) -> Result<Option<TlsInfo>, TlsError> {
     }
     let t = &config.tls;
     let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+    let text = |s: &String| (!s.is_empty()).then(|| s.clone());
     let mut info = if !t.peer_cert_file.is_empty() && !t.peer_key_file.is_empty() {
         if t.peer_auto_tls {
             tracing::warn!("ignoring peer auto TLS since certs given");
@@ -103,6 +104,8 @@ pub fn peer_tls_info(config: &Config) -> Result<Option<TlsInfo>, TlsError> {
             trusted_ca_file: path(&t.peer_trusted_ca_file),
             client_cert_auth: t.peer_client_cert_auth,
             crl_file: path(&t.peer_crl_file),
+            allowed_cn: text(&t.peer_cert_allowed_cn),
+            allowed_hostname: text(&t.peer_cert_allowed_hostname),
             ..TlsInfo::default()
         }
     } else if t.peer_auto_tls {

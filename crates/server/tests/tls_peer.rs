@@ -101,47 +101,8 @@ fn a_member_with_a_certificate_from_another_ca_is_refused_and_gets_nothing() {
     // The rogue member trusts the real CA (so it would accept the others) but presents a
     // certificate the others do not trust.
     let rogue = rogue_ca.issue("peer", "member", &["127.0.0.1"], 2);
-    let good_flags = peer_flags(&ca, &good);
-    let rogue_flags = peer_flags(&ca, &rogue);
-    let specs: Vec<MemberSpec> = ["a", "b", "c"]
-        .iter()
-        .map(|n| MemberSpec::new_peer_tls(n))
-        .collect();
-    let initial = initial_cluster(&specs);
-    let mut a = Ferrocd::start_member_with(
-        specs[0].clone(),
-        &initial,
-        dir.path(),
-        &as_strs(&good_flags),
-    );
-    let mut b = Ferrocd::start_member_with(
-        specs[1].clone(),
-        &initial,
-        dir.path(),
-        &as_strs(&good_flags),
-    );
-    let c = Ferrocd::start_member_with(
-        specs[2].clone(),
-        &initial,
-        dir.path(),
-        &as_strs(&rogue_flags),
-    );
-    a.wait_ready(Duration::from_secs(60));
-    b.wait_ready(Duration::from_secs(60));
-    a.ok(&["put", "secret", "s3cr3t"]);
-    let refusal = eventually(Duration::from_secs(20), || {
-        let log = a.log_text() + &b.log_text();
-        log.lines()
-            .find(|l| l.contains("refused the TLS certificate of a peer connection"))
-            .map(str::to_owned)
-    });
-    assert!(refusal.contains("UnknownIssuer"), "{refusal}");
-    std::thread::sleep(Duration::from_secs(2));
-    assert_ne!(
-        serializable(&c, "secret").as_deref(),
-        Some("s3cr3t"),
-        "a member the others refused must not receive their data"
-    );
+    let (a, b, c) = cluster_with_odd_member(dir.path(), &ca, &good, &rogue, &[]);
+    assert_refused(&a, &b, &c, "UnknownIssuer");
 }
 
 #[test]
@@ -159,4 +120,76 @@ fn peer_auto_tls_encrypts_without_a_ca() {
     for m in &members {
         assert!(m.data_dir.join("fixtures/peer/cert.pem").is_file());
     }
+}
+
+/// Starts a, b (accepted certificates) and c (`c_cert`) with the same CA and `extra` flags;
+/// returns them once a and b serve, after a put on a.
+fn cluster_with_odd_member(
+    dir: &std::path::Path,
+    ca: &Ca,
+    good: &Issued,
+    c_cert: &Issued,
+    extra: &[&str],
+) -> (Ferrocd, Ferrocd, Ferrocd) {
+    let specs: Vec<MemberSpec> = ["a", "b", "c"]
+        .iter()
+        .map(|n| MemberSpec::new_peer_tls(n))
+        .collect();
+    let initial = initial_cluster(&specs);
+    let start = |spec: &MemberSpec, cert: &Issued| {
+        let mut flags = peer_flags(ca, cert);
+        flags.extend(extra.iter().map(|s| (*s).to_owned()));
+        Ferrocd::start_member_with(spec.clone(), &initial, dir, &as_strs(&flags))
+    };
+    let mut a = start(&specs[0], good);
+    let mut b = start(&specs[1], good);
+    let c = start(&specs[2], c_cert);
+    a.wait_ready(Duration::from_secs(60));
+    b.wait_ready(Duration::from_secs(60));
+    a.ok(&["put", "secret", "s3cr3t"]);
+    (a, b, c)
+}
+
+fn assert_refused(a: &Ferrocd, b: &Ferrocd, c: &Ferrocd, why: &str) {
+    let refusal = eventually(Duration::from_secs(20), || {
+        let log = a.log_text() + &b.log_text();
+        log.lines()
+            .find(|l| l.contains("refused the TLS certificate of a peer connection"))
+            .map(str::to_owned)
+    });
+    assert!(refusal.contains(why), "{refusal}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_ne!(serializable(c, "secret").as_deref(), Some("s3cr3t"));
+}
+
+#[test]
+fn peer_cert_allowed_cn_refuses_other_common_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "peers");
+    let good = ca.issue("peer", "member", &["127.0.0.1"], 2);
+    let other = ca.issue("other", "intruder", &["127.0.0.1"], 3);
+    let (a, b, c) = cluster_with_odd_member(
+        dir.path(),
+        &ca,
+        &good,
+        &other,
+        &["--peer-cert-allowed-cn", "member"],
+    );
+    assert_refused(&a, &b, &c, "CommonName authentication failed");
+}
+
+#[test]
+fn peer_cert_allowed_hostname_refuses_certificates_for_other_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "peers");
+    let good = ca.issue("peer", "member", &["127.0.0.1", "m.infra.example"], 2);
+    let other = ca.issue("other", "member", &["127.0.0.1", "elsewhere.example"], 3);
+    let (a, b, c) = cluster_with_odd_member(
+        dir.path(),
+        &ca,
+        &good,
+        &other,
+        &["--peer-cert-allowed-hostname", "m.infra.example"],
+    );
+    assert_refused(&a, &b, &c, "client certificate authentication failed");
 }

@@ -1,7 +1,7 @@
 //! Client TLS with real clients and real certificates made in the test: etcdctl 3.4 with
-//! `--cacert/--cert/--key` on every command family and `curl` on the HTTP endpoints; client
-//! certificate authentication (no certificate, a foreign CA, a revoked certificate, each
-//! refused during the handshake and logged); auto TLS; http and https listeners side by side;
+//! `--cacert/--cert/--key` on every command family, the Rust `etcd-client` crate, and `curl`
+//! on the HTTP endpoints; client certificate authentication (no certificate, a foreign CA, a
+//! revoked and an expired certificate, each refused during the handshake and logged); auto TLS; http and https listeners side by side;
 //! certificate rotation without a restart; cipher suites.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -129,6 +129,7 @@ fn client_cert_auth_refuses_untrusted_missing_and_revoked_certificates() {
     let server = ca.issue("server", "ferrocd", &LOCAL, 2);
     let client = ca.issue("client", "root", &[], 3);
     let revoked = ca.issue("revoked", "mallory", &[], 4);
+    let expired = ca.issue_expired("expired", "root", 5);
     let foreign = other.issue("client", "root", &[], 3);
     let crl = ca.crl(&[&revoked]);
     let mut extra = server_flags(&server);
@@ -162,10 +163,18 @@ fn client_cert_auth_refuses_untrusted_missing_and_revoked_certificates() {
         &format!("--cert={}", revoked.cert_str()),
         &format!("--key={}", revoked.key_str()),
     ]);
+    refused(&[
+        &format!("--cert={}", expired.cert_str()),
+        &format!("--key={}", expired.key_str()),
+    ]);
     let log = eventually(Duration::from_secs(5), || {
         let log = f.log_text();
-        (log.matches("rejected a client TLS connection").count() >= 3).then_some(log)
+        (log.matches("rejected a client TLS connection").count() >= 4).then_some(log)
     });
+    let lower = log.to_lowercase();
+    for why in ["issuer", "revoked", "expired"] {
+        assert!(lower.contains(why), "{why} not logged:\n{log}");
+    }
     assert!(log.contains("rejected a client certificate"), "{log}");
     // curl likewise: without a certificate, refused; with one, served.
     let base = f.client_url();
@@ -315,4 +324,75 @@ fn cipher_suites_limit_what_tls_1_2_clients_may_use() {
             .contains("unsupported cipher suite \"TLS_RSA_WITH_3DES_EDE_CBC_SHA\""),
         "{out:?}"
     );
+}
+
+#[test]
+fn the_etcd_client_crate_over_tls_with_a_client_certificate() {
+    use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "main");
+    let server = ca.issue("server", "ferrocd", &LOCAL, 2);
+    let client = ca.issue("client", "root", &[], 3);
+    let mut extra = server_flags(&server);
+    extra.extend(["--trusted-ca-file", ca.cert_str(), "--client-cert-auth"]);
+    let cacert = format!("--cacert={}", ca.cert_str());
+    let cert = format!("--cert={}", client.cert_str());
+    let key = format!("--key={}", client.key_str());
+    let f = Ferrocd::start_tls(&extra, &[&cacert, &cert, &key]);
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+    let tls = TlsOptions::new()
+        .domain_name("localhost")
+        .ca_certificate(Certificate::from_pem(read(&ca.cert)))
+        .identity(Identity::from_pem(read(&client.cert), read(&client.key)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let t = Duration::from_secs(10);
+        let mut c = tokio::time::timeout(
+            t,
+            Client::connect([f.client_url()], Some(ConnectOptions::new().with_tls(tls))),
+        )
+        .await
+        .expect("connecting in time")
+        .expect("connecting over TLS");
+        c.put("rust", "tls", None).await.unwrap();
+        let got = c.get("rust", None).await.unwrap();
+        assert_eq!(got.kvs()[0].value(), b"tls");
+        let mut stream = c.watch("w", None).await.unwrap();
+        let created = tokio::time::timeout(t, stream.message())
+            .await
+            .expect("the watch is created in time")
+            .unwrap()
+            .expect("a created response");
+        assert!(created.created());
+        c.put("w", "1", None).await.unwrap();
+        let event = tokio::time::timeout(t, stream.message())
+            .await
+            .expect("a watch event in time")
+            .unwrap()
+            .expect("a watch response");
+        assert_eq!(event.events()[0].kv().unwrap().value(), b"1");
+        // Without a client certificate: refused.
+        let no_identity = TlsOptions::new()
+            .domain_name("localhost")
+            .ca_certificate(Certificate::from_pem(read(&ca.cert)));
+        let refused = tokio::time::timeout(
+            t,
+            Client::connect(
+                [f.client_url()],
+                Some(ConnectOptions::new().with_tls(no_identity)),
+            ),
+        )
+        .await
+        .expect("an answer in time");
+        match refused {
+            Err(_) => {}
+            Ok(mut c) => assert!(
+                c.get("rust", None).await.is_err(),
+                "served without a certificate"
+            ),
+        }
+    });
 }

@@ -70,6 +70,27 @@ impl Ca {
     /// authentication, with serial `serial`, written as `dir/<ca>-<file>.pem` and
     /// `dir/<ca>-<file>-key.pem`.
     pub fn issue(&self, file: &str, common_name: &str, sans: &[&str], serial: u64) -> Issued {
+        self.issue_valid(file, common_name, sans, serial, None)
+    }
+
+    /// [`Ca::issue`] with a certificate that expired yesterday.
+    pub fn issue_expired(&self, file: &str, common_name: &str, serial: u64) -> Issued {
+        let now = time::OffsetDateTime::now_utc();
+        let validity = (
+            now - time::Duration::days(30),
+            now - time::Duration::days(1),
+        );
+        self.issue_valid(file, common_name, &[], serial, Some(validity))
+    }
+
+    fn issue_valid(
+        &self,
+        file: &str,
+        common_name: &str,
+        sans: &[&str],
+        serial: u64,
+        validity: Option<(time::OffsetDateTime, time::OffsetDateTime)>,
+    ) -> Issued {
         let mut params =
             CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
                 .expect("leaf params");
@@ -77,6 +98,10 @@ impl Ca {
             .distinguished_name
             .push(DnType::CommonName, common_name);
         params.serial_number = Some(SerialNumber::from(serial));
+        if let Some((not_before, not_after)) = validity {
+            params.not_before = not_before;
+            params.not_after = not_after;
+        }
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,

@@ -81,15 +81,55 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
         .collect()
 }
 
+/// A CA and a server certificate for 127.0.0.1, made for a benchmark with client TLS: both
+/// etcd and ferrocd serve it (`--cert-file`, `--key-file`), and the benchmark trusts the CA.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientTls {
+    /// The CA certificate (PEM), given to the benchmark as `--cacert`.
+    pub(crate) ca: PathBuf,
+    /// The server certificate (PEM).
+    pub(crate) cert: PathBuf,
+    /// Its key (PEM).
+    pub(crate) key: PathBuf,
+}
+
+impl ClientTls {
+    /// Makes the CA and the server certificate (ECDSA P-256, as etcd's and Kubernetes'
+    /// tooling make them by default) in `dir`.
+    pub(crate) fn generate(dir: &Path) -> Result<ClientTls> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        let tls = ClientTls {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server-key.pem"),
+        };
+        std::fs::write(&tls.ca, ca_cert.pem())?;
+        std::fs::write(&tls.cert, cert.pem())?;
+        std::fs::write(&tls.key, key.serialize_pem())?;
+        Ok(tls)
+    }
+}
+
 impl Cluster {
     /// Starts `members` members of `target` from `bin` under a new directory in `data_root`,
-    /// and waits (with `bench`, the benchmark binary) until every member serves.
+    /// serving clients over TLS with `tls`, and waits (with `bench`, the benchmark binary)
+    /// until every member serves.
     pub(crate) fn start(
         target: Target,
         bin: &Path,
         bench: &Path,
         members: usize,
         data_root: &Path,
+        tls: Option<&ClientTls>,
     ) -> Result<Cluster> {
         std::fs::create_dir_all(data_root)
             .with_context(|| format!("creating {}", data_root.display()))?;
@@ -114,14 +154,21 @@ impl Cluster {
         );
         let mut cluster = Cluster {
             members: Vec::new(),
-            endpoints: clients.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+            endpoints: clients
+                .iter()
+                .map(|p| match tls {
+                    Some(_) => format!("https://127.0.0.1:{p}"),
+                    None => format!("127.0.0.1:{p}"),
+                })
+                .collect(),
             _dir: dir,
         };
         for i in 0..members {
             let name = format!("m{i}");
             let data_dir = cluster._dir.path().join(&name);
             let log = cluster._dir.path().join(format!("{name}.log"));
-            let client_url = format!("http://127.0.0.1:{}", clients[i]);
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let client_url = format!("{scheme}://127.0.0.1:{}", clients[i]);
             let peer_url = format!("http://127.0.0.1:{}", peers[i]);
             let mut cmd = Command::new(bin);
             cmd.arg("--name")
@@ -137,6 +184,12 @@ impl Cluster {
                 .args(["--initial-cluster-state", "new"]);
             if let Target::Ferrocd(Engine::Rocks) = target {
                 cmd.args(["--backend", "rocks"]);
+            }
+            if let Some(tls) = tls {
+                cmd.arg("--cert-file")
+                    .arg(&tls.cert)
+                    .arg("--key-file")
+                    .arg(&tls.key);
             }
             let out = std::fs::File::create(&log)
                 .with_context(|| format!("creating {}", log.display()))?;
@@ -158,7 +211,11 @@ impl Cluster {
             });
         }
         // Readiness, failing fast if a member exits (a bad flag, a port taken, ...).
-        let mut health = Command::new(bench)
+        let mut health = Command::new(bench);
+        if let Some(tls) = tls {
+            health.arg("--cacert").arg(&tls.ca);
+        }
+        let mut health = health
             .args(["health", "--no-progress", "--endpoints"])
             .arg(cluster.endpoints.join(","))
             .args(["--timeout-secs", &READY_TIMEOUT_SECS.to_string()])

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::bench_chart::{self, Panel};
-use crate::bench_cluster::{Cluster, Engine, Footprint, Target, load_average, plural};
+use crate::bench_cluster::{ClientTls, Cluster, Engine, Footprint, Target, load_average, plural};
 use crate::system::target_dir;
 use crate::{cargo, workspace_root};
 
@@ -57,6 +57,10 @@ pub(crate) struct Matrix {
     /// Use the release binaries already built instead of building them.
     #[arg(long)]
     no_build: bool,
+    /// Serve clients over TLS (etcd and ferrocd alike, with one certificate made for the run;
+    /// the benchmark verifies it against its CA).
+    #[arg(long)]
+    tls: bool,
     /// The etcd binary [default: `etcd` on the PATH].
     #[arg(long)]
     etcd_bin: Option<PathBuf>,
@@ -425,6 +429,13 @@ pub(crate) fn run(
     let data_root = m.data_root.clone().unwrap_or_else(std::env::temp_dir);
     let name = m.name.clone().unwrap_or_else(|| default_name.to_owned());
     let started = utc_now();
+    let tls = if m.tls {
+        Some(ClientTls::generate(
+            &data_root.join(format!("bench-tls-{}", std::process::id())),
+        )?)
+    } else {
+        None
+    };
     let load_start = load_average();
     let steps = m.runs * rows.len() * members.len() * targets.len();
     let mut done = Vec::new();
@@ -441,7 +452,7 @@ pub(crate) fn run(
                         row.label,
                         plural(n)
                     );
-                    match measure(&bins, target, n, row, &data_root, m) {
+                    match measure(&bins, target, n, row, &data_root, m, tls.as_ref()) {
                         Ok((result, footprint, load_before, load_after)) => {
                             let ms = Measurement {
                                 run,
@@ -536,6 +547,7 @@ fn measure(
     row: &Row,
     data_root: &Path,
     m: &Matrix,
+    tls: Option<&ClientTls>,
 ) -> Result<(serde_json::Value, Footprint, String, String)> {
     let max_secs = m.max_secs;
     let server = match target {
@@ -543,11 +555,14 @@ fn measure(
         Target::Ferrocd(_) => &bins.ferrocd,
     };
     let load_before = load_average();
-    let mut cluster = Cluster::start(target, server, &bins.bench, members, data_root)?;
+    let mut cluster = Cluster::start(target, server, &bins.bench, members, data_root, tls)?;
     let out = tempfile::NamedTempFile::new().context("a file for the result")?;
     let mut bench = Command::new(&bins.bench);
     if m.target_leader {
         bench.arg("--target-leader");
+    }
+    if let Some(tls) = tls {
+        bench.arg("--cacert").arg(&tls.ca);
     }
     let mut child = bench
         .args(&row.args)
@@ -1067,6 +1082,7 @@ mod tests {
             out_dir: PathBuf::new(),
             data_root: None,
             no_build: true,
+            tls: false,
             etcd_bin: None,
             target_leader: false,
             max_secs: 1,

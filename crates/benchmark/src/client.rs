@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::BenchError;
 
@@ -22,16 +22,34 @@ pub fn endpoint_url(endpoint: &str) -> String {
     }
 }
 
-/// One connection to `endpoint`, opened within `timeout`.
-pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Channel, BenchError> {
+/// TLS for https endpoints: the CA the members' certificates must chain to (`--cacert`).
+pub fn tls_config(cacert_pem: Vec<u8>) -> ClientTlsConfig {
+    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(cacert_pem))
+}
+
+/// One connection to `endpoint`, opened within `timeout`, over TLS with `tls` (which an https
+/// endpoint needs).
+pub async fn connect(
+    endpoint: &str,
+    timeout: Duration,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Channel, BenchError> {
     let url = endpoint_url(endpoint);
-    let ep = Endpoint::from_shared(url.clone())
+    let mut ep = Endpoint::from_shared(url.clone())
         .map_err(|source| BenchError::Endpoint {
             endpoint: endpoint.to_owned(),
             source,
         })?
         .connect_timeout(timeout)
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        ep = ep
+            .tls_config(tls.clone())
+            .map_err(|source| BenchError::Endpoint {
+                endpoint: endpoint.to_owned(),
+                source,
+            })?;
+    }
     ep.connect().await.map_err(|source| BenchError::Connect {
         endpoint: url,
         source,
@@ -44,13 +62,14 @@ impl Pool {
         endpoints: &[String],
         conns: usize,
         timeout: Duration,
+        tls: Option<&ClientTlsConfig>,
     ) -> Result<Self, BenchError> {
         if endpoints.is_empty() {
             return Err(BenchError::NoEndpoints);
         }
         let mut channels = Vec::with_capacity(conns.max(1));
         for j in 0..conns.max(1) {
-            channels.push(connect(&endpoints[j % endpoints.len()], timeout).await?);
+            channels.push(connect(&endpoints[j % endpoints.len()], timeout, tls).await?);
         }
         Ok(Self { channels })
     }

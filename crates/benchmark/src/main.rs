@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use benchmark::client;
 use benchmark::keys::KeySpace;
 use benchmark::workloads::{
     self, Common, Consistency, PutOptions, RangeOptions, TxnPutOptions, WatchOptions, Workload,
@@ -64,6 +65,9 @@ struct Global {
     /// Send every request to the leader only (the endpoint whose status names itself leader).
     #[arg(long, global = true)]
     target_leader: bool,
+    /// The CA certificate (PEM) that https endpoints' certificates chain to.
+    #[arg(long, global = true)]
+    cacert: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Copy)]
@@ -172,9 +176,20 @@ enum Command {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     let g = cli.global;
+    let tls = match &g.cacert {
+        Some(path) => Some(client::tls_config(
+            std::fs::read(path).with_context(|| format!("reading --cacert {}", path.display()))?,
+        )),
+        None => None,
+    };
     let workload = match cli.command {
         Command::Health { timeout_secs } => {
-            workloads::wait_ready(&g.endpoints, Duration::from_secs(timeout_secs)).await?;
+            workloads::wait_ready(
+                &g.endpoints,
+                Duration::from_secs(timeout_secs),
+                tls.as_ref(),
+            )
+            .await?;
             println!("healthy: {}", g.endpoints.join(","));
             return Ok(());
         }
@@ -228,7 +243,7 @@ async fn main() -> Result<()> {
         }),
     };
     let endpoints = if g.target_leader {
-        vec![workloads::find_leader(&g.endpoints, Duration::from_secs(10)).await?]
+        vec![workloads::find_leader(&g.endpoints, Duration::from_secs(10), tls.as_ref()).await?]
     } else {
         g.endpoints
     };
@@ -240,6 +255,7 @@ async fn main() -> Result<()> {
         request_timeout: Duration::from_secs(g.request_timeout_secs),
         max_errors: g.max_errors,
         progress: !g.no_progress,
+        tls,
     };
     let result = workloads::run(&common, &workload).await?;
     print!("{result}");

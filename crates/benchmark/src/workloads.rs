@@ -48,6 +48,8 @@ pub struct Common {
     pub max_errors: u64,
     /// Draw a progress bar on stderr (when it is a terminal).
     pub progress: bool,
+    /// TLS for https endpoints.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// Linearizable or serializable reads.
@@ -194,7 +196,13 @@ pub async fn run(common: &Common, workload: &Workload) -> Result<BenchResult, Be
             "--clients and --conns must be at least 1".into(),
         ));
     }
-    let pool = Pool::connect(&common.endpoints, common.conns, CONNECT_TIMEOUT).await?;
+    let pool = Pool::connect(
+        &common.endpoints,
+        common.conns,
+        CONNECT_TIMEOUT,
+        common.tls.as_ref(),
+    )
+    .await?;
     let clients = common.clients;
     let kv = |c: usize| KvClient::new(pool.channel(c));
     let outcome = match workload {
@@ -252,7 +260,11 @@ pub async fn run(common: &Common, workload: &Workload) -> Result<BenchResult, Be
 
 /// Waits until every endpoint answers a linearizable read (so a leader is elected and the
 /// member is serving), or `timeout` passes.
-pub async fn wait_ready(endpoints: &[String], timeout: Duration) -> Result<(), BenchError> {
+pub async fn wait_ready(
+    endpoints: &[String],
+    timeout: Duration,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<(), BenchError> {
     if endpoints.is_empty() {
         return Err(BenchError::NoEndpoints);
     }
@@ -260,7 +272,7 @@ pub async fn wait_ready(endpoints: &[String], timeout: Duration) -> Result<(), B
     for ep in endpoints {
         loop {
             let attempt = async {
-                let mut kv = KvClient::new(connect(ep, CONNECT_TIMEOUT).await?);
+                let mut kv = KvClient::new(connect(ep, CONNECT_TIMEOUT, tls).await?);
                 kv.range(RangeRequest {
                     key: b"ferrocd-bench-health".to_vec(),
                     ..Default::default()
@@ -290,13 +302,17 @@ pub async fn wait_ready(endpoints: &[String], timeout: Duration) -> Result<(), B
 
 /// The endpoint of the current leader among `endpoints` (as etcd's `--target-leader`): the one
 /// whose `Status` names itself as the leader.
-pub async fn find_leader(endpoints: &[String], timeout: Duration) -> Result<String, BenchError> {
+pub async fn find_leader(
+    endpoints: &[String],
+    timeout: Duration,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<String, BenchError> {
     if endpoints.is_empty() {
         return Err(BenchError::NoEndpoints);
     }
     for ep in endpoints {
         let ask = async {
-            let mut m = MaintenanceClient::new(connect(ep, CONNECT_TIMEOUT).await?);
+            let mut m = MaintenanceClient::new(connect(ep, CONNECT_TIMEOUT, tls).await?);
             let status = m
                 .status(StatusRequest::default())
                 .await

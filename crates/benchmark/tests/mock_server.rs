@@ -162,6 +162,7 @@ fn common(endpoint: String, total: u64) -> Common {
         request_timeout: Duration::from_secs(10),
         max_errors: 10,
         progress: false,
+        tls: None,
     }
 }
 
@@ -250,7 +251,7 @@ async fn watch_counts_every_event_of_every_watcher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_waits_and_gives_up_in_time() {
     let (ep, _) = mock().await;
-    workloads::wait_ready(std::slice::from_ref(&ep), Duration::from_secs(5))
+    workloads::wait_ready(std::slice::from_ref(&ep), Duration::from_secs(5), None)
         .await
         .unwrap();
     // A port nobody listens on: refused until the deadline.
@@ -259,7 +260,7 @@ async fn readiness_waits_and_gives_up_in_time() {
         l.local_addr().unwrap().to_string()
     };
     let started = std::time::Instant::now();
-    let err = workloads::wait_ready(&[closed], Duration::from_millis(500))
+    let err = workloads::wait_ready(&[closed], Duration::from_millis(500), None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not ready"), "{err}");

@@ -208,6 +208,52 @@ fn stamps(paths: &[&Path]) -> Stamps {
         .collect()
 }
 
+/// A value made from files, made again on the first use after one of them changed; when that
+/// fails, the previous value stays in use and the failure is logged.
+#[derive(Debug)]
+struct FileBacked<T> {
+    /// What it is, for the log.
+    what: &'static str,
+    paths: Vec<PathBuf>,
+    loaded: Mutex<(Stamps, T)>,
+}
+
+impl<T: Clone> FileBacked<T> {
+    /// Loads it now (an error here is a configuration error).
+    fn load(
+        what: &'static str,
+        paths: Vec<PathBuf>,
+        make: impl FnOnce() -> Result<T, TlsError>,
+    ) -> Result<FileBacked<T>, TlsError> {
+        let now = stamps(&paths.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+        let value = make()?;
+        Ok(FileBacked {
+            what,
+            paths,
+            loaded: Mutex::new((now, value)),
+        })
+    }
+
+    /// The current value, made again first with `make` if a file changed since.
+    fn current(&self, make: impl FnOnce() -> Result<T, TlsError>) -> T {
+        let now = stamps(&self.paths.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+        let mut loaded = self.loaded.lock();
+        if loaded.0 != now {
+            match make() {
+                Ok(value) => {
+                    tracing::info!(files = ?self.paths, "reloaded the {}", self.what);
+                    *loaded = (now, value);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reload the {}; keeping the previous one", self.what);
+                    loaded.0 = now;
+                }
+            }
+        }
+        loaded.1.clone()
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     fs::read(path).map_err(|source| TlsError::Read {
         path: path.to_path_buf(),
@@ -336,7 +382,7 @@ pub struct ReloadingCertifiedKey {
     cert: PathBuf,
     key: PathBuf,
     provider: Arc<CryptoProvider>,
-    loaded: Mutex<(Stamps, Arc<CertifiedKey>)>,
+    pair: FileBacked<Arc<CertifiedKey>>,
 }
 
 impl ReloadingCertifiedKey {
@@ -346,13 +392,16 @@ impl ReloadingCertifiedKey {
         key: &Path,
         provider: Arc<CryptoProvider>,
     ) -> Result<ReloadingCertifiedKey, TlsError> {
-        let stamps = stamps(&[cert, key]);
-        let pair = Self::read_pair(cert, key, &provider)?;
+        let pair = FileBacked::load(
+            "TLS certificate and key",
+            vec![cert.to_path_buf(), key.to_path_buf()],
+            || Self::read_pair(cert, key, &provider),
+        )?;
         Ok(ReloadingCertifiedKey {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             provider,
-            loaded: Mutex::new((stamps, pair)),
+            pair,
         })
     }
 
@@ -371,21 +420,8 @@ impl ReloadingCertifiedKey {
 
     /// The current pair, re-read first if a file changed since it was loaded.
     pub fn current(&self) -> Arc<CertifiedKey> {
-        let now = stamps(&[&self.cert, &self.key]);
-        let mut loaded = self.loaded.lock();
-        if loaded.0 != now {
-            match Self::read_pair(&self.cert, &self.key, &self.provider) {
-                Ok(pair) => {
-                    tracing::info!(cert = %self.cert.display(), "reloaded the TLS certificate");
-                    *loaded = (now, pair);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot reload the TLS certificate; keeping the previous one");
-                    loaded.0 = now;
-                }
-            }
-        }
-        Arc::clone(&loaded.1)
+        self.pair
+            .current(|| Self::read_pair(&self.cert, &self.key, &self.provider))
     }
 }
 
@@ -418,14 +454,30 @@ struct ReloadingClientVerifier {
     mandatory: bool,
     allowed: AllowedIdentity,
     provider: Arc<CryptoProvider>,
-    loaded: Mutex<(Stamps, Arc<dyn ClientCertVerifier>)>,
+    verifier: FileBacked<Arc<dyn ClientCertVerifier>>,
 }
 
 impl ReloadingClientVerifier {
-    fn paths(&self) -> Vec<&Path> {
-        let mut paths = vec![self.ca.as_path()];
-        paths.extend(self.crl.as_deref());
-        paths
+    fn new(
+        ca: &Path,
+        crl: Option<&Path>,
+        mandatory: bool,
+        allowed: AllowedIdentity,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<ReloadingClientVerifier, TlsError> {
+        let mut paths = vec![ca.to_path_buf()];
+        paths.extend(crl.map(Path::to_path_buf));
+        let verifier = FileBacked::load("trusted CA and CRL", paths, || {
+            Self::build(ca, crl, mandatory, &provider)
+        })?;
+        Ok(ReloadingClientVerifier {
+            ca: ca.to_path_buf(),
+            crl: crl.map(Path::to_path_buf),
+            mandatory,
+            allowed,
+            provider,
+            verifier,
+        })
     }
 
     fn build(
@@ -448,26 +500,14 @@ impl ReloadingClientVerifier {
     }
 
     fn current(&self) -> Arc<dyn ClientCertVerifier> {
-        let now = stamps(&self.paths());
-        let mut loaded = self.loaded.lock();
-        if loaded.0 != now {
-            match Self::build(
+        self.verifier.current(|| {
+            Self::build(
                 &self.ca,
                 self.crl.as_deref(),
                 self.mandatory,
                 &self.provider,
-            ) {
-                Ok(v) => {
-                    tracing::info!(ca = %self.ca.display(), "reloaded the trusted CA and CRL");
-                    *loaded = (now, v);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot reload the trusted CA or CRL; keeping the previous ones");
-                    loaded.0 = now;
-                }
-            }
-        }
-        Arc::clone(&loaded.1)
+            )
+        })
     }
 }
 
@@ -643,24 +683,13 @@ impl TlsInfo {
             .map_err(|e| TlsError::Rustls(e.to_string()))?;
         let builder = match (&self.trusted_ca_file, self.self_signed) {
             (Some(ca), false) => {
-                let paths: Vec<&Path> = std::iter::once(ca.as_path())
-                    .chain(self.crl_file.as_deref())
-                    .collect();
-                let stamps = stamps(&paths);
-                let verifier = ReloadingClientVerifier::build(
+                builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier::new(
                     ca,
                     self.crl_file.as_deref(),
                     self.client_cert_auth,
-                    &provider,
-                )?;
-                builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier {
-                    ca: ca.clone(),
-                    crl: self.crl_file.clone(),
-                    mandatory: self.client_cert_auth,
-                    allowed: AllowedIdentity::of(self),
-                    provider: Arc::clone(&provider),
-                    loaded: Mutex::new((stamps, verifier)),
-                }))
+                    AllowedIdentity::of(self),
+                    Arc::clone(&provider),
+                )?))
             }
             (None, false) if self.client_cert_auth => {
                 return Err(TlsError::Rustls(

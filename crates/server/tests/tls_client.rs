@@ -113,7 +113,7 @@ fn http_and_https_listeners_side_by_side() {
     let urls = format!("{},http://127.0.0.1:{plain_port}", spec.client_url());
     let mut extra = server_flags(&server);
     extra.extend(["--listen-client-urls", &urls]);
-    let f = Ferrocd::start_tls_spec(spec, &extra, &[&cacert]);
+    let f = Ferrocd::start_single(spec, &extra, &[&cacert]);
     let out = common::etcdctl(&f.endpoint(), &[&cacert, "put", "a", "1"]);
     assert!(out.status.success(), "{out:?}");
     let out = common::etcdctl(&format!("127.0.0.1:{plain_port}"), &["get", "a"]);

@@ -157,34 +157,18 @@ fn spawn(
 impl Ferrocd {
     /// A single-member cluster with `extra` flags, ready (it has a leader) when this returns.
     pub fn start_with(extra: &[&str]) -> Ferrocd {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spec = MemberSpec::new("default");
-        let data_dir = dir.path().join("data");
-        let initial = format!("default={}", spec.peer_url());
-        let child = spawn(&spec, &data_dir, &initial, extra, &[]);
-        let mut f = Ferrocd {
-            log: data_dir.with_extension("log"),
-            spec,
-            child: Some(child),
-            data_dir,
-            initial_cluster: initial,
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-            env: Vec::new(),
-            ctl_flags: Vec::new(),
-            _dir: Some(dir),
-        };
-        f.wait_ready(Duration::from_secs(30));
-        f
+        Ferrocd::start_single(MemberSpec::new("default"), extra, &[])
     }
 
     /// A single member serving clients over TLS on an https URL, with `extra` flags (the
     /// certificate flags); etcdctl runs against it with `ctl_flags`. Ready when this returns.
     pub fn start_tls(extra: &[&str], ctl_flags: &[&str]) -> Ferrocd {
-        Ferrocd::start_tls_spec(MemberSpec::new_tls("default"), extra, ctl_flags)
+        Ferrocd::start_single(MemberSpec::new_tls("default"), extra, ctl_flags)
     }
 
-    /// [`Ferrocd::start_tls`] with a spec made beforehand (to name its URLs in `extra`).
-    pub fn start_tls_spec(spec: MemberSpec, extra: &[&str], ctl_flags: &[&str]) -> Ferrocd {
+    /// A single-member cluster of `spec` (made beforehand, to name its URLs in `extra`),
+    /// etcdctl running against it with `ctl_flags`; ready when this returns.
+    pub fn start_single(spec: MemberSpec, extra: &[&str], ctl_flags: &[&str]) -> Ferrocd {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         let initial = format!("default={}", spec.peer_url());

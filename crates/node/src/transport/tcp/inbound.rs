@@ -192,7 +192,8 @@ fn log_tls_failure(shared: &Shared, addr: SocketAddr, e: &std::io::Error) {
     } else if stream::refusal(e) == Some(stream::Refusal::TheirCertificate) {
         tracing::warn!(%addr, error = %e, "refused the TLS certificate of a peer connection; connection dropped");
     } else if stream::refusal(e) == Some(stream::Refusal::OurCertificate) {
-        tracing::warn!(%addr, error = %e, "a peer connection refused this member's TLS certificate; connection dropped");
+        let go = stream::go_remote_error(e).unwrap_or_default();
+        tracing::warn!(%addr, error = %e, "a peer connection refused this member's TLS certificate{go}; connection dropped");
     } else if matches!(
         stream::rustls_error(e),
         Some(rustls::Error::InvalidMessage(

@@ -203,13 +203,50 @@ pub(super) fn refusal(e: &io::Error) -> Option<Refusal> {
     }
 }
 
+/// Go's name of a TLS alert (`crypto/tls`), as etcd's logs show a peer's refusal
+/// (`remote error: tls: bad certificate`), so that operators and tools reading etcd's logs
+/// recognise it.
+fn go_alert_name(alert: rustls::AlertDescription) -> Option<&'static str> {
+    use rustls::AlertDescription as A;
+    Some(match alert {
+        A::BadCertificate => "bad certificate",
+        A::UnsupportedCertificate => "unsupported certificate",
+        A::CertificateRevoked => "revoked certificate",
+        A::CertificateExpired => "expired certificate",
+        A::CertificateUnknown => "unknown certificate",
+        A::UnknownCA => "unknown certificate authority",
+        A::CertificateRequired => "certificate required",
+        A::AccessDenied => "access denied",
+        A::HandshakeFailure => "handshake failure",
+        _ => return None,
+    })
+}
+
+/// Go's wording of a refusal alert in `e` (`" (remote error: tls: bad certificate)"`), if any.
+pub(super) fn go_remote_error(e: &io::Error) -> Option<String> {
+    match rustls_error(e)? {
+        rustls::Error::AlertReceived(alert) => {
+            go_alert_name(*alert).map(|name| format!(" (remote error: tls: {name})"))
+        }
+        _ => None,
+    }
+}
+
 /// `e` with what failed spelled out: "TLS handshake with <who>: <e>", and a hint when a
 /// certificate was refused.
 pub(super) fn handshake_error(e: io::Error, who: &str) -> io::Error {
-    let hint = match refusal(&e) {
-        Some(Refusal::TheirCertificate) => " (its certificate was refused)",
-        Some(Refusal::OurCertificate) => " (it refused this member's certificate)",
-        None => "",
+    let hint = match (refusal(&e), rustls_error(&e)) {
+        (Some(Refusal::TheirCertificate), _) => " (its certificate was refused)".to_owned(),
+        (Some(Refusal::OurCertificate), Some(rustls::Error::AlertReceived(alert))) => {
+            match go_alert_name(*alert) {
+                Some(name) => {
+                    format!(" (it refused this member's certificate: remote error: tls: {name})")
+                }
+                None => " (it refused this member's certificate)".to_owned(),
+            }
+        }
+        (Some(Refusal::OurCertificate), _) => " (it refused this member's certificate)".to_owned(),
+        (None, _) => String::new(),
     };
     io::Error::new(e.kind(), format!("TLS handshake with {who}: {e}{hint}"))
 }

@@ -1259,7 +1259,8 @@ impl Node {
     }
 
     /// Sets the gauges that mirror the member's state (indices, pending proposals, sizes,
-    /// keys): call before the metrics are read.
+    /// keys): call before the metrics are read. The leader gauges are set by the raft loop
+    /// when the leader changes.
     pub fn refresh_metrics(&self) {
         let shared = self.shared();
         let m = &shared.metrics;
@@ -1269,9 +1270,6 @@ impl Node {
         m.proposals_applied.set(to_i64(shared.applied()));
         m.proposals_pending
             .set(i64::try_from(shared.waiters.lock().len()).unwrap_or(i64::MAX));
-        let lead = shared.lead.load(Ordering::Acquire);
-        m.has_leader.set(i64::from(lead != 0));
-        m.is_leader.set(i64::from(shared.is_leader()));
         let store = shared.store();
         m.keys_total
             .set(i64::try_from(store.store().key_count()).unwrap_or(i64::MAX));

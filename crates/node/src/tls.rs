@@ -137,10 +137,7 @@ impl AllowedIdentity {
             ));
         };
         if let Some(cn) = &self.cn {
-            let has = cert
-                .subject()
-                .iter_common_name()
-                .any(|n| n.as_str().is_ok_and(|n| n == cn));
+            let has = subject_common_names(&cert).any(|n| n == cn);
             if !has {
                 return refuse(format!(
                     "CommonName authentication failed (allowed: {cn:?})"
@@ -156,6 +153,23 @@ impl AllowedIdentity {
         }
         Ok(())
     }
+}
+
+/// The subject's common names of a parsed certificate, in order (names that are not UTF-8 are
+/// skipped).
+fn subject_common_names<'a>(
+    cert: &'a x509_parser::certificate::X509Certificate<'_>,
+) -> impl Iterator<Item = &'a str> {
+    cert.subject()
+        .iter_common_name()
+        .filter_map(|n| n.as_str().ok())
+}
+
+/// The (first) common name of a DER certificate's subject: who a client certificate names
+/// (etcd's user name under auth with client certificates).
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    subject_common_names(&cert).next().map(str::to_owned)
 }
 
 /// Why a verified certificate was still refused.
@@ -882,6 +896,15 @@ mod tests {
             .push(rcgen::DnType::CommonName, cn);
         let key = rcgen::KeyPair::generate().unwrap();
         params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn common_name_of_a_certificate() {
+        assert_eq!(
+            common_name(cert("root", &["localhost"]).as_ref()),
+            Some("root".to_owned())
+        );
+        assert_eq!(common_name(b"not a certificate"), None);
     }
 
     #[test]

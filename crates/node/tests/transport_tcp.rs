@@ -156,20 +156,33 @@ fn urls_parse() {
 fn two_transports_exchange_messages_in_order() {
     let (a, arx) = start(1, CLUSTER);
     let (b, brx) = start(2, CLUSTER);
-    a.add_peer(2, &[url(&b)]);
-    b.add_peer(1, &[url(&a)]);
+    exchange_in_order(&a, &arx, url(&a), &b, &brx, url(&b));
+    a.stop();
+    b.stop();
+}
+
+/// Members 1 (`a`, at `a_url`) and 2 (`b`) send each other 2 000 messages in chunks, both
+/// ways at once; each receives the other's in order.
+fn exchange_in_order(
+    a: &TcpTransport,
+    arx: &Receiver<PeerEvent>,
+    a_url: String,
+    b: &TcpTransport,
+    brx: &Receiver<PeerEvent>,
+    b_url: String,
+) {
+    a.add_peer(2, &[b_url]);
+    b.add_peer(1, &[a_url]);
     const N: u64 = 2000;
     for chunk in (0..N).collect::<Vec<_>>().chunks(100) {
         a.send(chunk.iter().map(|&i| app(1, 2, i)).collect());
         b.send(chunk.iter().map(|&i| app(2, 1, i)).collect());
     }
-    let at_b = recv_messages(&brx, N as usize, WAIT);
-    let at_a = recv_messages(&arx, N as usize, WAIT);
+    let at_b = recv_messages(brx, N as usize, WAIT);
+    let at_a = recv_messages(arx, N as usize, WAIT);
     // The first message triggers the dial; the rest wait in the queue meanwhile.
     assert_eq!(at_b, (0..N).map(|i| app(1, 2, i)).collect::<Vec<_>>());
     assert_eq!(at_a, (0..N).map(|i| app(2, 1, i)).collect::<Vec<_>>());
-    a.stop();
-    b.stop();
 }
 
 #[test]
@@ -815,17 +828,7 @@ fn tls_transports_exchange_messages_in_order() {
     let ca = TestCa::new("ca");
     let (a, arx) = start_tls(1, &ca.peer_tls("a"));
     let (b, brx) = start_tls(2, &ca.peer_tls("b"));
-    a.add_peer(2, &[https_url(&b)]);
-    b.add_peer(1, &[https_url(&a)]);
-    const N: u64 = 2000;
-    for chunk in (0..N).collect::<Vec<_>>().chunks(100) {
-        a.send(chunk.iter().map(|&i| app(1, 2, i)).collect());
-        b.send(chunk.iter().map(|&i| app(2, 1, i)).collect());
-    }
-    let at_b = recv_messages(&brx, N as usize, WAIT);
-    let at_a = recv_messages(&arx, N as usize, WAIT);
-    assert_eq!(at_b, (0..N).map(|i| app(1, 2, i)).collect::<Vec<_>>());
-    assert_eq!(at_a, (0..N).map(|i| app(2, 1, i)).collect::<Vec<_>>());
+    exchange_in_order(&a, &arx, https_url(&a), &b, &brx, https_url(&b));
     a.stop();
     b.stop();
 }

@@ -278,7 +278,7 @@ async fn run(config: Config) -> Result<()> {
         // wait for it and for `published` before they use a member.
         tracing::info!(
             "enabled capabilities for version {}",
-            server::etcdhttp::cluster_version(server::services::API_VERSION).trim_end_matches(".0")
+            server::etcdhttp::major_minor(server::services::API_VERSION)
         );
     }
     let ctx = server::server::context(node.clone(), &config).context("registering metrics")?;

@@ -142,13 +142,6 @@ pub struct TlsConn {
     info: ClientTlsInfo,
 }
 
-/// The common name of a DER certificate's subject.
-fn common_name(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?;
-    cn.as_str().ok().map(str::to_owned)
-}
-
 impl TlsConn {
     fn new(inner: TlsStream<TcpStream>, remote_addr: SocketAddr) -> TlsConn {
         let common_name = inner
@@ -156,7 +149,7 @@ impl TlsConn {
             .1
             .peer_certificates()
             .and_then(|certs| certs.first())
-            .and_then(|c| common_name(c.as_ref()));
+            .and_then(|c| node::tls::common_name(c.as_ref()));
         TlsConn {
             inner,
             info: ClientTlsInfo {
@@ -260,8 +253,6 @@ pub fn tls_incoming(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
-
     use super::*;
 
     #[test]
@@ -273,17 +264,5 @@ mod tests {
             "https://localhost:2380".to_owned(),
         ];
         assert_eq!(hosts(&urls), vec!["127.0.0.1", "::1", "localhost"]);
-    }
-
-    #[test]
-    fn common_name_of_a_generated_certificate() {
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "root");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        assert_eq!(common_name(cert.der()), Some("root".to_owned()));
-        assert_eq!(common_name(b"not a certificate"), None);
     }
 }

@@ -24,7 +24,7 @@ pub const PATH_VERSION: &str = "/version";
 pub fn router(ctx: &Ctx) -> Router {
     Router::new()
         .merge(metrics_router(ctx))
-        .route(PATH_VERSION, any(version::serve).with_state(ctx.clone()))
+        .route(PATH_VERSION, any(version::serve))
 }
 
 /// `/health` and `/metrics` alone: what a `--listen-metrics-urls` listener serves.
@@ -71,22 +71,32 @@ mod version {
     //! `/version`: `{"etcdserver":"…","etcdcluster":"…"}`.
 
     use axum::body::Body;
-    use axum::extract::State;
     use axum::http::{HeaderValue, Method, header};
     use axum::response::Response;
 
-    use crate::services::{API_VERSION, Ctx};
+    use crate::services::API_VERSION;
 
-    /// The cluster version etcd derives from a server version: major.minor.0.
-    pub fn cluster_version(server: &str) -> String {
-        let mut parts = server.split('.');
-        match (parts.next(), parts.next()) {
-            (Some(major), Some(minor)) => format!("{major}.{minor}.0"),
-            _ => server.to_owned(),
+    /// The major.minor of a version (etcd's capability version, as in `enabled capabilities
+    /// for version 3.4`); a version without a minor part as it is.
+    pub fn major_minor(version: &str) -> &str {
+        let mut dots = version.match_indices('.').map(|(i, _)| i);
+        match (dots.next(), dots.next()) {
+            (Some(_), Some(second)) => &version[..second],
+            _ => version,
         }
     }
 
-    pub(super) async fn serve(State(_ctx): State<Ctx>, method: Method) -> Response<Body> {
+    /// The cluster version etcd derives from a server version: major.minor.0.
+    pub fn cluster_version(server: &str) -> String {
+        let mm = major_minor(server);
+        if mm.contains('.') {
+            format!("{mm}.0")
+        } else {
+            server.to_owned()
+        }
+    }
+
+    pub(super) async fn serve(method: Method) -> Response<Body> {
         if method != Method::GET {
             return super::method_not_allowed("GET");
         }
@@ -111,7 +121,15 @@ mod version {
             assert_eq!(super::cluster_version("3.4.23"), "3.4.0");
             assert_eq!(super::cluster_version("odd"), "odd");
         }
+
+        #[test]
+        fn major_minor_drops_the_patch_part() {
+            assert_eq!(super::major_minor("3.6.0"), "3.6");
+            assert_eq!(super::major_minor("3.0.0"), "3.0");
+            assert_eq!(super::major_minor("3.4"), "3.4");
+            assert_eq!(super::major_minor("odd"), "odd");
+        }
     }
 }
 
-pub use version::cluster_version;
+pub use version::{cluster_version, major_minor};

@@ -244,3 +244,43 @@ async fn cluster_and_maintenance() {
     assert_eq!(code, tonic::Code::InvalidArgument);
     assert_eq!(message, "etcdserver: given member URLs are invalid");
 }
+
+/// A client that closes its sending side after creating a watch keeps receiving its events,
+/// as from etcd (whose `recvLoop` returns without an error at the end of the requests): the
+/// JSON gateway's watch and clients that drop their request sender rely on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_outlives_the_end_of_its_requests() {
+    use server::proto::etcdserverpb::watch_client::WatchClient;
+    use server::proto::etcdserverpb::{WatchCreateRequest, WatchRequest, watch_request};
+
+    let f = Ferrocd::start();
+    let mut watch = timeout(T, WatchClient::connect(f.client_url()))
+        .await
+        .unwrap()
+        .unwrap();
+    let create = WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: b"k".to_vec(),
+                ..Default::default()
+            },
+        )),
+    };
+    // One request, then the request stream ends.
+    let mut responses = timeout(T, watch.watch(tokio_stream::iter([create])))
+        .await
+        .unwrap()
+        .unwrap()
+        .into_inner();
+    let created = timeout(T, responses.message()).await.unwrap().unwrap();
+    assert!(created.unwrap().created);
+    let mut c = client(&f).await;
+    c.put("k", "after", None).await.unwrap();
+    let event = timeout(T, responses.message())
+        .await
+        .expect("the watch still delivers after the requests ended")
+        .unwrap()
+        .expect("the stream is still open");
+    assert_eq!(event.events.len(), 1);
+    assert_eq!(event.events[0].kv.as_ref().unwrap().value, b"after");
+}

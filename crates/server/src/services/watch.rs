@@ -67,9 +67,15 @@ impl Watch for WatchService {
                             break;
                         }
                     }
-                    // The client closed its side (or the connection broke): like etcd, end the
-                    // stream; dropping `ctl_tx` stops the thread.
-                    Ok(None) => break,
+                    // The client closed its sending side: etcd's `recvLoop` returns without an
+                    // error then, and its watches go on until the stream itself ends (the JSON
+                    // gateway's watch depends on it: curl's body ends after one request). The
+                    // stream ends when the client drops it; dropping `ctl_tx` then stops the
+                    // thread.
+                    Ok(None) => {
+                        out_tx.closed().await;
+                        break;
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "watch stream receive failed");
                         break;

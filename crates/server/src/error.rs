@@ -81,6 +81,53 @@ pub enum EtcdError {
 }
 
 impl EtcdError {
+    /// Every error, each once.
+    pub const ALL: [EtcdError; 35] = {
+        use EtcdError::*;
+        [
+            EmptyKey,
+            KeyNotFound,
+            ValueProvided,
+            LeaseProvided,
+            TooManyOps,
+            DuplicateKey,
+            Compacted,
+            FutureRev,
+            NoSpace,
+            LeaseNotFound,
+            LeaseExist,
+            LeaseTtlTooLarge,
+            MemberExist,
+            PeerUrlExist,
+            MemberNotEnoughStarted,
+            MemberBadUrls,
+            MemberNotFound,
+            MemberNotLearner,
+            LearnerNotReady,
+            TooManyLearners,
+            RequestTooLarge,
+            TooManyRequests,
+            AuthNotEnabled,
+            NoLeader,
+            NotLeader,
+            LeaderChanged,
+            NotCapable,
+            Stopped,
+            Timeout,
+            TimeoutDueToLeaderFail,
+            TimeoutDueToConnectionLost,
+            Unhealthy,
+            Corrupt,
+            NotSupportedForLearner,
+            BadLeaderTransferee,
+        ]
+    };
+
+    /// The error whose message is `message`, if it is one of these.
+    pub fn from_message(message: &str) -> Option<EtcdError> {
+        EtcdError::ALL.into_iter().find(|e| e.message() == message)
+    }
+
     /// The gRPC code etcd answers with.
     pub fn code(self) -> Code {
         use EtcdError::*;
@@ -360,6 +407,14 @@ mod tests {
         let s = status(&NodeError::Internal("disk on fire".into()));
         assert_eq!(s.code(), Code::Unknown);
         assert!(s.message().contains("disk on fire"));
+    }
+
+    #[test]
+    fn errors_are_found_by_their_message() {
+        for e in EtcdError::ALL {
+            assert_eq!(EtcdError::from_message(e.message()), Some(e));
+        }
+        assert_eq!(EtcdError::from_message("election: no leader"), None);
     }
 
     #[test]

@@ -21,9 +21,13 @@ use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
+use crate::proto::v3electionpb::election_server::ElectionServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::services::cluster::ClusterService;
+use crate::services::election::ElectionService;
 use crate::services::kv::KvService;
 use crate::services::lease::LeaseService;
+use crate::services::lock::LockService;
 use crate::services::maintenance::MaintenanceService;
 use crate::services::watch::WatchService;
 use crate::services::{Context, Ctx};
@@ -55,6 +59,10 @@ pub fn routes(ctx: &Ctx) -> axum::Router {
         .add_service(
             MaintenanceServer::new(MaintenanceService::new(ctx.clone()))
                 .max_decoding_message_size(max),
+        )
+        .add_service(LockServer::new(LockService::new(ctx.clone())).max_decoding_message_size(max))
+        .add_service(
+            ElectionServer::new(ElectionService::new(ctx.clone())).max_decoding_message_size(max),
         )
         // grpc.health.v1, as etcd registers it: the server as a whole ("") is SERVING while it
         // serves (load balancers and Kubernetes gRPC probes ask it).

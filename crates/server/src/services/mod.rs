@@ -1,9 +1,13 @@
 //! The gRPC services of etcd's v3 API over a [`node::Node`]: KV, Watch, Lease, Cluster and
-//! Maintenance.
+//! Maintenance, and etcd's Lock and Election services, built on the first three as etcd builds
+//! them on clientv3's concurrency recipes.
 
 pub mod cluster;
+mod concurrency;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod watch;
 

@@ -1,5 +1,6 @@
 //! Compiles etcd's vendored protos with protox (pure Rust: no system `protoc`) and generates the
-//! prost messages and tonic server and client stubs from the file descriptor set.
+//! prost messages and tonic server and client stubs from the file descriptor set, which is
+//! also written to `OUT_DIR` for the JSON gateway.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
@@ -13,6 +14,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     let fds = protox::compile(protos, ["proto"])?;
+    // The descriptors themselves, for the JSON gateway's mapping (`gateway::json`).
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("etcd_descriptors.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

@@ -90,6 +90,11 @@ pub struct Config {
     /// Maximum number of operations in a transaction.
     #[arg(long, default_value_t = 128)]
     pub max_txn_ops: u32,
+    /// Maximum concurrent streams on one client connection (HTTP/2's
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`; etcd's default is 2^32-1). The JSON gateway's calls
+    /// on one listener count as one connection's, as etcd's gateway shares one connection.
+    #[arg(long, default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
     /// Interpret `--auto-compaction-retention` as hours (`periodic`) or revisions (`revision`).
     #[arg(long, default_value = "periodic")]
     pub auto_compaction_mode: String,
@@ -473,6 +478,7 @@ mod tests {
         assert_eq!(c.heartbeat_interval, 100);
         assert_eq!(c.election_timeout, 1000);
         assert_eq!(c.max_request_bytes, 1_572_864);
+        assert_eq!(c.max_concurrent_streams, u32::MAX);
         assert_eq!(c.backend, BackendKind::Lmdb);
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.auto_compaction_retention(), Ok(None));

@@ -6,6 +6,7 @@
 //! - [`services`]: KV, Watch, Lease, Cluster and Maintenance over a [`node::Node`].
 //! - [`server`]: the tonic server on the client URLs, gRPC and HTTP on each.
 //! - [`etcdhttp`]: `/health`, `/version` and `/metrics`.
+//! - [`gateway`]: the v3 API as JSON under `/v3/`, as etcd's grpc-gateway serves it.
 //! - [`grpc_metrics`]: the gRPC call counters etcd exports.
 //! - [`size_limit`]: etcd's answer to a request over gRPC's size limit.
 //! - [`tls`]: TLS on the client listeners (etcd's flags, auto TLS, the accept loop).
@@ -18,6 +19,7 @@ pub mod convert;
 pub mod corruption;
 pub mod error;
 pub mod etcdhttp;
+pub mod gateway;
 pub mod grpc_metrics;
 pub mod logging;
 pub mod proto;

@@ -40,8 +40,9 @@ pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 pub type EtcdTooLarge = fn(Response<axum::body::Body>) -> Response<axum::body::Body>;
 
 /// Everything a client listener serves: etcd's gRPC services, decoding at most
-/// `--max-request-bytes` plus etcd's overhead, and the HTTP endpoints ([`crate::etcdhttp`]),
-/// told apart by path (gRPC paths are `/package.Service/Method`). Every gRPC call is counted
+/// `--max-request-bytes` plus etcd's overhead, the HTTP endpoints ([`crate::etcdhttp`]) and
+/// the JSON gateway ([`crate::gateway`]), told apart by path (gRPC paths are
+/// `/package.Service/Method`). Every gRPC call, the gateway's included, is counted
 /// ([`crate::grpc_metrics`]) after tonic's size refusals became etcd's.
 pub fn routes(ctx: &Ctx) -> axum::Router {
     let max = ctx.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
@@ -67,13 +68,20 @@ pub fn routes(ctx: &Ctx) -> axum::Router {
         // grpc.health.v1, as etcd registers it: the server as a whole ("") is SERVING while it
         // serves (load balancers and Kubernetes gRPC probes ask it).
         .add_service(tonic_health::server::health_reporter().1);
-    grpc.routes()
+    let grpc = grpc
+        .routes()
         .into_axum_router()
-        .merge(crate::etcdhttp::router(ctx))
         .layer(MapResponseLayer::new(
             crate::size_limit::etcd_too_large as EtcdTooLarge,
         ))
-        .layer(GrpcMetricsLayer::new(Arc::clone(&ctx.metrics)))
+        .layer(GrpcMetricsLayer::new(Arc::clone(&ctx.metrics)));
+    grpc.clone()
+        .merge(crate::etcdhttp::router(ctx))
+        .merge(crate::gateway::router(
+            grpc,
+            max,
+            ctx.max_concurrent_streams,
+        ))
 }
 
 /// Binds every URL (a name resolving to several addresses binds its first IPv4 one, as Go's
@@ -125,7 +133,10 @@ pub async fn serve(
         Serves::Client => routes(&ctx),
         Serves::Metrics => crate::etcdhttp::metrics_router(&ctx),
     };
-    let server = Server::builder().tcp_nodelay(true).accept_http1(true);
+    let server = Server::builder()
+        .tcp_nodelay(true)
+        .accept_http1(true)
+        .max_concurrent_streams(Some(ctx.max_concurrent_streams));
     match tls {
         Some(config) => {
             let incoming = crate::tls::tls_incoming(listener, config);
@@ -159,6 +170,7 @@ pub fn context(node: node::Node, config: &crate::Config) -> Result<Ctx, promethe
         name: config.name.clone(),
         max_txn_ops: config.max_txn_ops as usize,
         max_request_bytes: config.max_request_bytes as usize,
+        max_concurrent_streams: config.max_concurrent_streams,
         quota_backend_bytes: i64::try_from(quota).unwrap_or(i64::MAX),
         progress_notify_interval: std::time::Duration::from_secs(600),
         metrics: Arc::new(metrics),

@@ -7,50 +7,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Ferrocd, MemberSpec, eventually, start_cluster, wait_output};
-
-/// What curl got: status, headers (lower-cased names) and body.
-struct Reply {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-fn curl(args: &[&str]) -> Reply {
-    let child = Command::new("curl")
-        .args(["-s", "-S", "-i", "--max-time", "10"])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawning curl (Debian package curl)");
-    let out = wait_output(child, Duration::from_secs(20));
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8 reply");
-    let (head, body) = text.split_once("\r\n\r\n").expect("headers and body");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
-}
+use common::curl::{Reply, curl};
+use common::{Ferrocd, MemberSpec, eventually, start_cluster};
 
 fn get(url: &str) -> Reply {
     curl(&[url])

@@ -35,7 +35,7 @@ pub fn metrics_router(ctx: &Ctx) -> Router {
 }
 
 /// Go's `http.Error`: the message and a newline, as plain text, with `status`.
-fn go_http_error(
+pub(crate) fn go_http_error(
     status: axum::http::StatusCode,
     message: &str,
 ) -> axum::response::Response<axum::body::Body> {

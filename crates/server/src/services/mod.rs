@@ -33,6 +33,8 @@ pub struct Context {
     pub max_txn_ops: usize,
     /// etcd's `--max-request-bytes`.
     pub max_request_bytes: usize,
+    /// etcd's `--max-concurrent-streams`.
+    pub max_concurrent_streams: u32,
     /// The backend quota reported by `Status`.
     pub quota_backend_bytes: i64,
     /// How often watches that asked for progress notifications get one (etcd: 10 minutes).

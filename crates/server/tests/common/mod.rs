@@ -22,6 +22,7 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
+pub mod curl;
 pub mod pki;
 
 /// One member's ports and name.

@@ -84,7 +84,7 @@ fn etcdctl_and_curl_over_tls_on_every_command_family() {
     let (code, body, _) = curl(&["--cacert", ca.cert_str(), &format!("{base}/metrics")]);
     assert_eq!(code, Some(0));
     assert!(body.contains("etcd_server_has_leader 1"));
-    // The JSON gateway too: `t` (dA==) holds "2" (Mg==) after the txn above.
+    // The JSON gateway too: `t` (dA==) holds "1" (MQ==) after the txn above succeeded.
     let (code, body, err) = curl(&[
         "--cacert",
         ca.cert_str(),
@@ -94,7 +94,7 @@ fn etcdctl_and_curl_over_tls_on_every_command_family() {
     ]);
     assert_eq!(code, Some(0), "{err}");
     assert!(body.contains(r#""kvs":[{"key":"dA==""#), "{body}");
-    assert!(body.contains(r#""value":"Mg==""#), "{body}");
+    assert!(body.contains(r#""value":"MQ==""#), "{body}");
     // No trust in the CA: refused by curl; plaintext on the TLS port: refused by ferrocd.
     let (code, _, _) = curl(&[&format!("{base}/health")]);
     assert_ne!(code, Some(0));

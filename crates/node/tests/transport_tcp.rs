@@ -7,6 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -17,8 +18,8 @@ use node::transport::tcp::wire::{
     self, Handshake, HandshakeReply, HandshakeStatus, PROTOCOL_VERSION, REPLY_LEN, StreamKind,
 };
 use node::transport::tcp::{
-    ListenAddr, PeerTls, PeerUrl, TcpConfig, TcpTransport, TransportError, fetch_cluster,
-    fetch_cluster_with, listen_addrs, listen_endpoints, url_host_port,
+    ListenAddr, ListenSocket, PeerTls, PeerUrl, TcpConfig, TcpTransport, TransportError,
+    fetch_cluster, fetch_cluster_with, listen_addrs, listen_endpoints, url_host_port,
 };
 use node::transport::{PeerEvent, Transport};
 use raft_core::raftpb::{Entry, EntryType, Message, MessageType, Snapshot};
@@ -141,14 +142,33 @@ fn urls_parse() {
         endpoints,
         vec![
             ListenAddr {
-                addr: "127.0.0.1:2380".parse().unwrap(),
+                socket: ListenSocket::Tcp("127.0.0.1:2380".parse().unwrap()),
                 tls: true
             },
             ListenAddr {
-                addr: "127.0.0.1:2381".parse().unwrap(),
+                socket: ListenSocket::Tcp("127.0.0.1:2381".parse().unwrap()),
                 tls: false
             },
         ]
+    );
+
+    // Unix sockets, as etcd takes them: the socket is the URL's host and path.
+    let unix = PeerUrl::parse("unix://etcd.unix:1").unwrap();
+    assert!(unix.unix && !unix.tls);
+    assert_eq!(unix.host_port, "etcd.unix:1");
+    assert!(PeerUrl::parse("unixs:///run/peer.sock").unwrap().tls);
+    assert!(PeerUrl::parse("unix://").is_err());
+    assert_eq!(
+        listen_endpoints(&["unixs:///run/peer.sock".to_string()]).unwrap(),
+        vec![ListenAddr {
+            socket: ListenSocket::Unix("/run/peer.sock".into()),
+            tls: true
+        }]
+    );
+    assert!(
+        listen_addrs(&["unix:///run/peer.sock".to_string()])
+            .unwrap()
+            .is_empty()
     );
 }
 
@@ -745,7 +765,7 @@ fn start_listening(
 ) -> (TcpTransport, Receiver<PeerEvent>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let listen = ListenAddr {
-        addr: "127.0.0.1:0".parse().unwrap(),
+        socket: ListenSocket::Tcp("127.0.0.1:0".parse().unwrap()),
         tls: tls_listener,
     };
     let t = TcpTransport::start_with_config(id, CLUSTER, [listen], tx, cfg).unwrap();
@@ -1045,7 +1065,7 @@ fn tls_and_plain_do_not_mix() {
     assert!(recv_messages(&tls_rx, 1, Duration::from_millis(300)).is_empty());
     let (tx, _rx) = crossbeam_channel::unbounded();
     let listen = ListenAddr {
-        addr: "127.0.0.1:0".parse().unwrap(),
+        socket: ListenSocket::Tcp("127.0.0.1:0".parse().unwrap()),
         tls: true,
     };
     let err = TcpTransport::start_with_config(5, CLUSTER, [listen], tx, fast_config())
@@ -1196,4 +1216,44 @@ fn tls_write_to_a_stalled_peer_times_out_and_redials() {
     let started = Instant::now();
     a.stop();
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// A transport listening on the unix socket `path` (TLS only with `tls`, plain otherwise).
+fn start_unix(id: u64, path: &Path, tls: Option<&PeerTls>) -> (TcpTransport, Receiver<PeerEvent>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let listen = ListenAddr {
+        socket: ListenSocket::Unix(path.to_path_buf()),
+        tls: tls.is_some(),
+    };
+    let cfg = tls.map_or_else(fast_config, tls_config);
+    let t = TcpTransport::start_with_config(id, CLUSTER, [listen], tx, cfg).unwrap();
+    (t, rx)
+}
+
+/// `unix://` and `unixs://` peer URLs (etcd's unix socket peers): messages both ways in order,
+/// plain and over TLS; a stale socket file is replaced, and the files go with the transports.
+#[test]
+fn transports_exchange_messages_over_unix_sockets_plain_and_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+    std::fs::write(&pa, b"stale").unwrap();
+    let (a, arx) = start_unix(1, &pa, None);
+    let (b, brx) = start_unix(2, &pb, None);
+    let unix = |p: &Path| format!("unix://{}", p.display());
+    exchange_in_order(&a, &arx, unix(&pa), &b, &brx, unix(&pb));
+    a.stop();
+    b.stop();
+    assert!(
+        !pa.exists() && !pb.exists(),
+        "socket files outlived the transports"
+    );
+
+    let ca = TestCa::new("ca");
+    let (ta, tb) = (dir.path().join("ta.sock"), dir.path().join("tb.sock"));
+    let (a, arx) = start_unix(1, &ta, Some(&ca.peer_tls("a")));
+    let (b, brx) = start_unix(2, &tb, Some(&ca.peer_tls("b")));
+    let unixs = |p: &Path| format!("unixs://{}", p.display());
+    exchange_in_order(&a, &arx, unixs(&ta), &b, &brx, unixs(&tb));
+    a.stop();
+    b.stop();
 }

@@ -197,8 +197,9 @@ pub struct Member {
 /// A configuration etcd would refuse too.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// A URL that is not `http://host:port` or `https://host:port`.
-    #[error("invalid URL {url:?} in --{flag}: expected http(s)://host:port")]
+    /// A URL that is not `http://host:port`, `https://host:port`, `unix://path` or
+    /// `unixs://path`.
+    #[error("invalid URL {url:?} in --{flag}: expected http(s)://host:port or unix(s)://path")]
     InvalidUrl {
         /// The flag it came from.
         flag: &'static str,
@@ -250,24 +251,66 @@ pub enum ConfigError {
     InvalidAutoCompaction(String),
 }
 
-fn check_urls(flag: &'static str, urls: &[String]) -> Result<(), ConfigError> {
-    for url in urls {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        let valid = rest.is_some_and(|hostport| {
-            hostport
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
-        });
-        if !valid {
-            return Err(ConfigError::InvalidUrl {
-                flag,
-                url: url.clone(),
-            });
+/// A client, metrics or peer URL, as etcd takes them: `http://host:port`, `https://host:port`,
+/// or a unix socket, `unix://…` or `unixs://…` (TLS), whose path is the URL's host and path, as
+/// in etcd: `unix://localhost:2379` is the file `localhost:2379` in the working directory,
+/// `unix:///run/etcd.sock` an absolute path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientUrl {
+    /// A TCP address.
+    Tcp {
+        /// `host:port` (an IPv6 host bracketed).
+        host_port: String,
+        /// `https`.
+        tls: bool,
+    },
+    /// A unix socket.
+    Unix {
+        /// The socket file.
+        path: String,
+        /// `unixs`.
+        tls: bool,
+    },
+}
+
+impl ClientUrl {
+    /// Parses `url`; `None` if it is none of etcd's client URL forms.
+    pub fn parse(url: &str) -> Option<ClientUrl> {
+        let (scheme, rest) = url.split_once("://")?;
+        match scheme {
+            "http" | "https" => {
+                let host_port = rest.split('/').next().unwrap_or_default();
+                let (host, port) = host_port.rsplit_once(':')?;
+                (!host.is_empty() && port.parse::<u16>().is_ok()).then(|| ClientUrl::Tcp {
+                    host_port: host_port.to_owned(),
+                    tls: scheme == "https",
+                })
+            }
+            "unix" | "unixs" => (!rest.is_empty()).then(|| ClientUrl::Unix {
+                path: rest.to_owned(),
+                tls: scheme == "unixs",
+            }),
+            _ => None,
         }
     }
-    Ok(())
+
+    /// Whether it is served over TLS (`https`, `unixs`).
+    pub fn tls(&self) -> bool {
+        match self {
+            ClientUrl::Tcp { tls, .. } | ClientUrl::Unix { tls, .. } => *tls,
+        }
+    }
+}
+
+/// Client and peer URLs: every form of [`ClientUrl`].
+fn check_urls(flag: &'static str, urls: &[String]) -> Result<(), ConfigError> {
+    match urls.iter().find(|u| ClientUrl::parse(u).is_none()) {
+        Some(url) => Err(ConfigError::InvalidUrl {
+            flag,
+            url: url.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 impl Config {
@@ -298,7 +341,9 @@ impl Config {
                 "--peer-cert-file, --peer-key-file",
             ),
         ] {
-            if let Some(url) = urls.iter().find(|u| u.starts_with("https://"))
+            if let Some(url) = urls
+                .iter()
+                .find(|u| ClientUrl::parse(u).is_some_and(|c| c.tls()))
                 && !ok
             {
                 return Err(ConfigError::TlsWithoutCertificate {
@@ -482,6 +527,82 @@ mod tests {
         assert_eq!(c.backend, BackendKind::Lmdb);
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.auto_compaction_retention(), Ok(None));
+    }
+
+    #[test]
+    fn client_urls_are_etcds_forms_unix_sockets_included() {
+        let tcp = |hp: &str, tls| ClientUrl::Tcp {
+            host_port: hp.to_owned(),
+            tls,
+        };
+        let unix = |p: &str, tls| ClientUrl::Unix {
+            path: p.to_owned(),
+            tls,
+        };
+        assert_eq!(
+            ClientUrl::parse("http://127.0.0.1:2379"),
+            Some(tcp("127.0.0.1:2379", false))
+        );
+        assert_eq!(
+            ClientUrl::parse("https://[::1]:2379/"),
+            Some(tcp("[::1]:2379", true))
+        );
+        // etcd's: the socket is the URL's host and path.
+        assert_eq!(
+            ClientUrl::parse("unix://localhost:2379"),
+            Some(unix("localhost:2379", false))
+        );
+        assert_eq!(
+            ClientUrl::parse("unixs:///run/etcd.sock"),
+            Some(unix("/run/etcd.sock", true))
+        );
+        for bad in [
+            "127.0.0.1:2379",
+            "http://127.0.0.1",
+            "ftp://h:1",
+            "unix://",
+            "http://:1",
+        ] {
+            assert_eq!(ClientUrl::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unix_socket_urls_are_taken_for_clients_and_peers() {
+        let ok = parse(&[
+            "--listen-client-urls",
+            "http://127.0.0.1:2379,unix:///tmp/ferrocd.sock",
+            "--listen-peer-urls",
+            "unix://etcd.unix:1",
+            "--initial-advertise-peer-urls",
+            "unix://etcd.unix:1",
+            "--initial-cluster",
+            "default=unix://etcd.unix:1",
+        ]);
+        assert!(ok.validate().is_ok(), "{:?}", ok.validate());
+        // unixs is TLS: never plaintext behind it.
+        let unixs = parse(&["--listen-client-urls", "unixs:///tmp/ferrocd.sock"]);
+        assert!(matches!(
+            unixs.validate(),
+            Err(ConfigError::TlsWithoutCertificate { .. })
+        ));
+        let peer = parse(&[
+            "--listen-peer-urls",
+            "unixs://etcd.unix:1",
+            "--initial-advertise-peer-urls",
+            "unixs://etcd.unix:1",
+            "--initial-cluster",
+            "default=unixs://etcd.unix:1",
+        ]);
+        assert!(matches!(
+            peer.validate(),
+            Err(ConfigError::TlsWithoutCertificate { side: "peer", .. })
+        ));
+        let bad = parse(&["--listen-peer-urls", "unix://"]);
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::InvalidUrl { .. })
+        ));
     }
 
     #[test]

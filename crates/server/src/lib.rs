@@ -5,6 +5,7 @@
 //! - [`convert`]: protobuf requests to `mvcc`'s and back, with etcd's range post-processing.
 //! - [`services`]: KV, Watch, Lease, Cluster and Maintenance over a [`node::Node`].
 //! - [`server`]: the tonic server on the client URLs, gRPC and HTTP on each.
+//! - [`listener`]: the client listeners, TCP or unix sockets.
 //! - [`etcdhttp`]: `/health`, `/version` and `/metrics`.
 //! - [`gateway`]: the v3 API as JSON under `/v3/`, as etcd's grpc-gateway serves it.
 //! - [`grpc_metrics`]: the gRPC call counters etcd exports.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod etcdhttp;
 pub mod gateway;
 pub mod grpc_metrics;
+pub mod listener;
 pub mod logging;
 pub mod proto;
 pub mod server;

@@ -205,16 +205,17 @@ async fn run(config: Config) -> Result<()> {
         .map(|info| info.server_config(&server::tls::CLIENT_ALPN))
         .transpose()
         .context("client TLS (--cert-file, --key-file, --trusted-ca-file, --client-crl-file, --cipher-suites, --tls-min/max-version)")?;
-    let client_listeners = server::server::bind(&config.listen_client_urls)
+    let client_listeners = server::listener::bind(&config.listen_client_urls)
         .await
         .context("--listen-client-urls")?;
     let metrics_urls = config.metrics_urls();
-    let metrics_listeners = server::server::bind(&metrics_urls)
+    let metrics_listeners = server::listener::bind(&metrics_urls)
         .await
         .context("--listen-metrics-urls")?;
     // Each listener with the TLS of its URL: https ones serve TLS only, http ones plaintext.
     let tls_of = |url: &String| {
-        url.starts_with("https://")
+        server::config::ClientUrl::parse(url)
+            .is_some_and(|u| u.tls())
             .then(|| client_tls.clone())
             .flatten()
     };

@@ -2,12 +2,8 @@
 //! `--listen-client-urls` address.
 
 use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use node::transport::tcp::url_host_port;
-use tokio::net::TcpListener;
 use tonic::codegen::http::Response;
 use tonic::service::Routes;
 use tonic::transport::Server;
@@ -15,6 +11,7 @@ use tower::util::MapResponseLayer;
 
 use crate::etcdhttp::ServerMetrics;
 use crate::grpc_metrics::GrpcMetricsLayer;
+use crate::listener::ClientListener;
 
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
@@ -84,31 +81,6 @@ pub fn routes(ctx: &Ctx) -> axum::Router {
         ))
 }
 
-/// Binds every URL (a name resolving to several addresses binds its first IPv4 one, as Go's
-/// `net.Listen` does for `localhost`).
-pub async fn bind(urls: &[String]) -> io::Result<Vec<TcpListener>> {
-    let mut out = Vec::with_capacity(urls.len());
-    for url in urls {
-        // The same URL form as peer URLs; `Config::validate` already required http(s).
-        let hp = url_host_port(url)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&hp).await?.collect();
-        let addr = addrs
-            .iter()
-            .find(|a| a.is_ipv4())
-            .or_else(|| addrs.first())
-            .copied()
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("{hp} resolves to nothing"))
-            })?;
-        let listener = TcpListener::bind(addr).await.map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {url} ({addr}): {e}"))
-        })?;
-        out.push(listener);
-    }
-    Ok(out)
-}
-
 /// What a listener serves: everything (a client URL), or `/health` and `/metrics` alone (a
 /// `--listen-metrics-urls` URL).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +97,7 @@ pub enum Serves {
 pub async fn serve(
     ctx: Ctx,
     what: Serves,
-    listener: TcpListener,
+    listener: ClientListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -137,19 +109,25 @@ pub async fn serve(
         .tcp_nodelay(true)
         .accept_http1(true)
         .max_concurrent_streams(Some(ctx.max_concurrent_streams));
-    match tls {
-        Some(config) => {
+    match (tls, listener) {
+        (Some(config), listener) => {
             let incoming = crate::tls::tls_incoming(listener, config);
             server
                 .serve_with_incoming_shutdown(router, incoming, shutdown)
                 .await
         }
-        None => {
+        (None, ClientListener::Tcp(listener)) => {
             // Requests are small and answered at once: without TCP_NODELAY each answer waits
             // for the client's delayed ACK (~40 ms), which caps one client at ~25 requests a
             // second.
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            server
+                .serve_with_incoming_shutdown(router, incoming, shutdown)
+                .await
+        }
+        (None, ClientListener::Unix(listener, _file)) => {
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
             server
                 .serve_with_incoming_shutdown(router, incoming, shutdown)
                 .await

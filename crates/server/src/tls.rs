@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use node::tls::{TlsError, TlsInfo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::Config;
+use crate::config::ClientUrl;
+use crate::listener::{ClientIo, ClientListener};
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,9 +31,19 @@ pub const CLIENT_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 fn hosts(urls: &[String]) -> Vec<String> {
     let mut hosts: Vec<String> = urls
         .iter()
-        .filter_map(|u| u.split_once("://").map(|(_, rest)| rest))
-        .map(|hp| hp.rsplit_once(':').map_or(hp, |(h, _)| h))
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+        .filter_map(|u| match ClientUrl::parse(u) {
+            Some(ClientUrl::Tcp { host_port, .. }) => Some(host_port),
+            // A unix socket has no host to name (clients dial it as `localhost`).
+            Some(ClientUrl::Unix { .. }) => Some("localhost:0".to_owned()),
+            None => None,
+        })
+        .map(|hp| {
+            hp.rsplit_once(':')
+                .map_or(hp.as_str(), |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
+        })
         .collect();
     hosts.sort();
     hosts.dedup();
@@ -47,7 +58,7 @@ pub fn client_tls_info(config: &Config) -> Result<Option<TlsInfo>, TlsError> {
         .listen_client_urls
         .iter()
         .chain(&config.metrics_urls())
-        .any(|u| u.starts_with("https://"))
+        .any(|u| ClientUrl::parse(u).is_some_and(|c| c.tls()))
     {
         return Ok(None);
     }
@@ -138,12 +149,12 @@ pub struct ClientTlsInfo {
 /// A client connection after its TLS handshake.
 #[derive(Debug)]
 pub struct TlsConn {
-    inner: TlsStream<TcpStream>,
+    inner: TlsStream<ClientIo>,
     info: ClientTlsInfo,
 }
 
 impl TlsConn {
-    fn new(inner: TlsStream<TcpStream>, remote_addr: SocketAddr) -> TlsConn {
+    fn new(inner: TlsStream<ClientIo>, remote_addr: Option<SocketAddr>) -> TlsConn {
         let common_name = inner
             .get_ref()
             .1
@@ -153,7 +164,7 @@ impl TlsConn {
         TlsConn {
             inner,
             info: ClientTlsInfo {
-                remote_addr: Some(remote_addr),
+                remote_addr,
                 common_name,
             },
         }
@@ -211,7 +222,7 @@ impl tonic::transport::server::Connected for TlsConn {
 /// Accepts on `listener` and hands tonic each connection whose TLS handshake succeeded. The
 /// accept loop ends when tonic drops the stream (shutdown).
 pub fn tls_incoming(
-    listener: TcpListener,
+    listener: ClientListener,
     config: Arc<rustls::ServerConfig>,
 ) -> ReceiverStream<io::Result<TlsConn>> {
     let acceptor = TlsAcceptor::from(config);
@@ -222,7 +233,7 @@ pub fn tls_incoming(
                 () = tx.closed() => break,
                 accepted = listener.accept() => accepted,
             };
-            let (tcp, addr) = match accepted {
+            let (io, addr) = match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather than spin.
@@ -231,18 +242,27 @@ pub fn tls_incoming(
                     continue;
                 }
             };
-            let _ = tcp.set_nodelay(true);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let remote = addr.map_or_else(|| "unix socket".to_owned(), |a| a.to_string());
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(TlsConn::new(tls, addr))).await;
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(remote = %addr, error = %e, "rejected a client TLS connection");
+                        // grpc-go clients send a `unixs://` endpoint's path as the server
+                        // name; RFC 6066 forbids it and rustls refuses the handshake.
+                        let hint = if e.to_string().contains("ServerNameMustContainOneHostName") {
+                            " (the client's TLS server name is not a host name: grpc-go clients \
+                             such as etcdctl send a unixs:// socket's path; use unix:// or an \
+                             https URL for them)"
+                        } else {
+                            ""
+                        };
+                        tracing::warn!(%remote, error = %e, "rejected a client TLS connection{hint}");
                     }
                     Err(_) => {
-                        tracing::warn!(remote = %addr, "client TLS handshake timed out");
+                        tracing::warn!(%remote, "client TLS handshake timed out");
                     }
                 }
             });
@@ -262,6 +282,7 @@ mod tests {
             "https://localhost:2379".to_owned(),
             "http://[::1]:2379".to_owned(),
             "https://localhost:2380".to_owned(),
+            "unixs:///run/ferrocd.sock".to_owned(),
         ];
         assert_eq!(hosts(&urls), vec!["127.0.0.1", "::1", "localhost"]);
     }

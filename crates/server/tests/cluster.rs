@@ -121,3 +121,65 @@ fn member_list_shows_client_urls_and_followers_forward_leases() {
         "lease 000000001234abcd already expired\n"
     );
 }
+
+/// Three members over unix socket peer URLs (etcd's `unix://` peers): they elect a leader and
+/// replicate, the member list shows the socket URLs, and a follower killed with -9 (leaving
+/// its socket file behind) restarts on the same socket and catches up.
+#[test]
+fn three_processes_over_unix_socket_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let specs: Vec<MemberSpec> = ["u1", "u2", "u3"]
+        .iter()
+        .map(|n| MemberSpec::new(n))
+        .collect();
+    let peer = |s: &MemberSpec| {
+        format!(
+            "unix://{}",
+            dir.path().join(format!("{}.peer", s.name)).display()
+        )
+    };
+    let initial = specs
+        .iter()
+        .map(|s| format!("{}={}", s.name, peer(s)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut members: Vec<Ferrocd> = specs
+        .iter()
+        .map(|s| {
+            let url = peer(s);
+            Ferrocd::start_member_with(
+                s.clone(),
+                &initial,
+                dir.path(),
+                &[
+                    "--listen-peer-urls",
+                    &url,
+                    "--initial-advertise-peer-urls",
+                    &url,
+                ],
+            )
+        })
+        .collect();
+    for m in &mut members {
+        m.wait_ready(Duration::from_secs(60));
+    }
+    let serializable =
+        |m: &Ferrocd, key: &str| m.ok(&["get", key, "--consistency=s", "--print-value-only"]);
+    members[0].ok(&["put", "k", "v"]);
+    eventually(Duration::from_secs(20), || {
+        (serializable(&members[2], "k") == "v\n").then_some(())
+    });
+    let list = members[1].ok(&["member", "list"]);
+    for s in &specs {
+        assert!(list.contains(&peer(s)), "{list}");
+    }
+    let (l, _) = leader(&members);
+    let victim = (l + 1) % members.len();
+    members[victim].kill9();
+    members[l].ok(&["put", "k2", "v2"]);
+    members[victim].restart();
+    members[victim].wait_ready(Duration::from_secs(60));
+    eventually(Duration::from_secs(20), || {
+        (serializable(&members[victim], "k2") == "v2\n").then_some(())
+    });
+}

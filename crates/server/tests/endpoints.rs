@@ -1,8 +1,9 @@
-//! Every endpoint form etcd accepts reaches ferrocd: etcdctl 3.4 (grpc-go) sends the endpoint
-//! string, scheme included, as the HTTP/2 `:authority` for the commands that dial endpoint by
-//! endpoint, and the patched `h2` (docs/decisions/0003-h2-grpc-go-authority.md) takes it,
-//! while other malformed authorities are still refused. Real processes, real etcdctl, and raw
-//! HTTP/2 frames for the refusals.
+//! Every endpoint form etcd accepts reaches ferrocd with every etcdctl command family:
+//! `host:port`, `http://` and `unix://` (and `unixs://`, TLS on a unix socket, with curl).
+//! etcdctl 3.4 (grpc-go) sends the endpoint string, scheme included, as the HTTP/2
+//! `:authority` for the commands that dial endpoint by endpoint, and the patched `h2`
+//! (docs/decisions/0003-h2-grpc-go-authority.md) takes it, while other malformed authorities
+//! are still refused. Real processes, real etcdctl, and raw HTTP/2 frames for the refusals.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -10,13 +11,17 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Ferrocd, MemberSpec, etcdctl, leader, start_cluster};
+use common::pki::Ca;
+use common::{Ferrocd, MemberSpec, etcdctl, leader, start_cluster, wait_output};
 
-/// Runs etcdctl against `endpoint`, asserting success; stdout and stderr together.
-fn ok(endpoint: &str, args: &[&str]) -> String {
-    let out = etcdctl(endpoint, args);
+/// Runs etcdctl against `endpoint` with `flags` (TLS), asserting success; stdout and stderr
+/// together.
+fn ok_with(endpoint: &str, flags: &[&str], args: &[&str]) -> String {
+    let all: Vec<&str> = flags.iter().chain(args).copied().collect();
+    let out = etcdctl(endpoint, &all);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -24,9 +29,58 @@ fn ok(endpoint: &str, args: &[&str]) -> String {
     );
     assert!(
         out.status.success(),
-        "etcdctl --endpoints={endpoint} {args:?} failed: {text}"
+        "etcdctl --endpoints={endpoint} {all:?} failed: {text}"
     );
     text
+}
+
+fn ok(endpoint: &str, args: &[&str]) -> String {
+    ok_with(endpoint, &[], args)
+}
+
+/// Every etcdctl command family through `endpoint` of `f`, with `flags`.
+fn every_command_family(f: &Ferrocd, endpoint: &str, flags: &[&str]) {
+    let ok = |args: &[&str]| ok_with(endpoint, flags, args);
+    assert_eq!(ok(&["put", "k", "v"]).trim(), "OK");
+    assert_eq!(ok(&["get", "k"]), "k\nv\n");
+    let txn = "value(\"k\") = \"v\"\n\nput t 1\n\n\n";
+    let out = Command::new(common::ETCDCTL)
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(flags)
+        .args(["txn"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(txn.as_bytes())?;
+            Ok(wait_output(child, Duration::from_secs(30)))
+        })
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("SUCCESS"),
+        "{out:?}"
+    );
+    let lease = ok(&["lease", "grant", "60"]);
+    let id = lease.split_whitespace().nth(1).expect("lease id");
+    assert!(ok(&["lease", "timetolive", id]).contains("remaining"));
+    assert!(ok(&["lease", "list"]).contains(id));
+    assert!(ok(&["member", "list"]).contains(&f.client_url()));
+    // The commands that dial each endpoint on its own: before the h2 patch, each of these got
+    // `RST_STREAM with error code: PROTOCOL_ERROR` with a scheme in the endpoint.
+    let status = ok(&["endpoint", "status"]);
+    assert!(status.starts_with(&format!("{endpoint}, ")), "{status}");
+    let hash = ok(&["endpoint", "hashkv"]);
+    assert!(hash.starts_with(&format!("{endpoint}, ")), "{hash}");
+    assert!(ok(&["endpoint", "health"]).contains("is healthy"));
+    assert!(ok(&["defrag"]).contains("Finished defragmenting etcd member"));
+    assert!(ok(&["alarm", "list"]).is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap.db");
+    assert!(ok(&["snapshot", "save", snap.to_str().unwrap()]).contains("Snapshot saved"));
+    assert!(ok(&["compaction", "2"]).contains("compacted revision 2"));
+    assert_eq!(ok(&["del", "k"]).trim(), "1");
 }
 
 #[test]
@@ -34,25 +88,95 @@ fn every_command_family_works_with_an_http_scheme_endpoint() {
     let f = Ferrocd::start();
     let endpoint = f.client_url();
     assert!(endpoint.starts_with("http://"), "{endpoint}");
-    assert_eq!(ok(&endpoint, &["put", "k", "v"]).trim(), "OK");
-    assert_eq!(ok(&endpoint, &["get", "k"]), "k\nv\n");
-    let lease = ok(&endpoint, &["lease", "grant", "60"]);
-    let id = lease.split_whitespace().nth(1).expect("lease id");
-    assert!(ok(&endpoint, &["lease", "timetolive", id]).contains("remaining"));
-    assert!(ok(&endpoint, &["lease", "list"]).contains(id));
-    assert!(ok(&endpoint, &["member", "list"]).contains(&f.client_url()));
-    // The commands that dial each endpoint on its own: before the patch, each of these got
-    // `RST_STREAM with error code: PROTOCOL_ERROR`.
-    let status = ok(&endpoint, &["endpoint", "status"]);
-    assert!(status.starts_with(&format!("{endpoint}, ")), "{status}");
-    let hash = ok(&endpoint, &["endpoint", "hashkv"]);
-    assert!(hash.starts_with(&format!("{endpoint}, ")), "{hash}");
-    assert!(ok(&endpoint, &["endpoint", "health"]).contains("is healthy"));
-    assert!(ok(&endpoint, &["defrag"]).contains("Finished defragmenting etcd member"));
-    assert!(ok(&endpoint, &["alarm", "list"]).is_empty());
-    assert_eq!(ok(&endpoint, &["del", "k"]).trim(), "1");
+    every_command_family(&f, &endpoint, &[]);
     // And the form without a scheme still works.
     assert!(ok(&f.endpoint(), &["endpoint", "status"]).starts_with(&f.endpoint()));
+}
+
+/// `unix://path`: a client listener on a unix socket beside the TCP one, as etcd has them (the
+/// socket's path is the URL's host and path); its file is removed when the member stops.
+#[test]
+fn every_command_family_works_over_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ferrocd.sock");
+    let spec = MemberSpec::new("default");
+    let listen = format!("{},unix://{}", spec.client_url(), socket.display());
+    let mut f = Ferrocd::start_single(spec, &["--listen-client-urls", &listen], &[]);
+    let endpoint = format!("unix://{}", socket.display());
+    every_command_family(&f, &endpoint, &[]);
+    f.terminate(Duration::from_secs(10));
+    assert!(!socket.exists(), "the socket file outlived the member");
+}
+
+/// `unixs://path`: TLS over a unix socket, for clients that name a host (curl here), with
+/// gRPC, the gateway and the HTTP endpoints behind it. grpc-go clients (etcdctl) send the
+/// socket's path as the TLS server name, which is no host name: rustls refuses the handshake
+/// (RFC 6066), and the member's log says why.
+#[test]
+fn tls_on_a_unix_socket_serves_clients_that_name_a_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "unixs");
+    let server = ca.issue("server", "ferrocd", &["localhost", "127.0.0.1"], 2);
+    let socket = dir.path().join("ferrocd.sock");
+    let spec = MemberSpec::new("default");
+    let listen = format!("{},unixs://{}", spec.client_url(), socket.display());
+    let f = Ferrocd::start_single(
+        spec,
+        &[
+            "--listen-client-urls",
+            &listen,
+            "--cert-file",
+            server.cert_str(),
+            "--key-file",
+            server.key_str(),
+        ],
+        &[],
+    );
+    f.ok(&["put", "k", "v"]);
+    let curl = |args: &[&str]| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--unix-socket"])
+            .arg(&socket)
+            .args(["--cacert", ca.cert_str()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running curl")
+    };
+    let health = curl(&["https://localhost/health"]);
+    assert_eq!(
+        String::from_utf8_lossy(&health.stdout),
+        r#"{"health":"true"}"#,
+        "{health:?}"
+    );
+    let range = curl(&["-d", r#"{"key":"aw=="}"#, "https://localhost/v3/kv/range"]);
+    assert!(
+        String::from_utf8_lossy(&range.stdout).contains(r#""value":"dg==""#),
+        "{range:?}"
+    );
+    // Plaintext on the TLS socket is refused.
+    let plain = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "--unix-socket"])
+        .arg(&socket)
+        .arg("http://localhost/health")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("true"),
+        "{plain:?}"
+    );
+    // etcdctl: refused, and the log names the cause.
+    let cacert = format!("--cacert={}", ca.cert_str());
+    let refused = etcdctl(
+        &format!("unixs://{}", socket.display()),
+        &[&cacert, "get", "k"],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        f.log_text().contains("is not a host name"),
+        "{}",
+        f.log_text()
+    );
 }
 
 #[test]

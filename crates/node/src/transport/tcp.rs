@@ -20,6 +20,8 @@
 //!   certificate checked for the URL's host) and an `https://` listen URL accepts TLS only,
 //!   with [`TcpConfig::tls`] ([`PeerTls`]); `http://` URLs are plain TCP. The wire protocol
 //!   inside TLS is the same.
+//! - Unix sockets: `unix://` and `unixs://` (TLS) URLs, as etcd takes them, listen on and dial
+//!   a unix socket whose path is the URL's host and path ([`socket`]).
 //!
 //! Every connection opens with a handshake (magic, protocol version, stream kind, cluster id,
 //! sender, receiver); a mismatch is logged and the connection refused, so a member of another
@@ -30,10 +32,12 @@ pub mod wire;
 
 mod inbound;
 mod outbound;
+mod socket;
 mod stream;
 
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -154,8 +158,8 @@ pub enum TransportError {
     /// A listener could not bind.
     #[error("binding peer listener {addr}: {source}")]
     Bind {
-        /// The address.
-        addr: SocketAddr,
+        /// The address (or unix socket).
+        addr: ListenSocket,
         /// The cause.
         source: std::io::Error,
     },
@@ -216,15 +220,19 @@ pub enum TransportError {
 /// A parsed peer URL: where to connect, and whether over TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerUrl {
-    /// `host:port` (an IPv6 host bracketed).
+    /// `host:port` (an IPv6 host bracketed), or a unix socket's path.
     pub host_port: String,
-    /// Whether the scheme is `https` (TLS); `http`, `tcp` or none is plain TCP.
+    /// Whether the scheme is `https` or `unixs` (TLS); `http`, `tcp`, `unix` or none is plain.
     pub tls: bool,
+    /// Whether it names a unix socket (`unix://`, `unixs://`).
+    pub unix: bool,
 }
 
 impl PeerUrl {
     /// Parses `scheme://host:port[/path]` (the scheme is optional; a path is ignored; IPv6
-    /// hosts are bracketed: `https://[::1]:2380`).
+    /// hosts are bracketed: `https://[::1]:2380`), or `unix://path` / `unixs://path`, whose
+    /// socket is the URL's host and path, as in etcd (`unix://etcd.unix:1` is the file
+    /// `etcd.unix:1` in the working directory).
     pub fn parse(url: &str) -> Result<PeerUrl, TransportError> {
         let invalid = |reason: &str| TransportError::InvalidUrl {
             url: url.to_string(),
@@ -233,7 +241,17 @@ impl PeerUrl {
         let (tls, rest) = match url.split_once("://") {
             Some(("https", rest)) => (true, rest),
             Some(("http" | "tcp", rest)) => (false, rest),
-            Some(_) => return Err(invalid("scheme must be http, https or tcp")),
+            Some((scheme @ ("unix" | "unixs"), path)) => {
+                if path.is_empty() {
+                    return Err(invalid("a unix URL needs a socket path"));
+                }
+                return Ok(PeerUrl {
+                    host_port: path.to_string(),
+                    tls: scheme == "unixs",
+                    unix: true,
+                });
+            }
+            Some(_) => return Err(invalid("scheme must be http, https, unix, unixs or tcp")),
             None => (false, url),
         };
         let host_port = rest.split('/').next().unwrap_or_default();
@@ -246,22 +264,55 @@ impl PeerUrl {
         Ok(PeerUrl {
             host_port: host_port.to_string(),
             tls,
+            unix: false,
         })
     }
 
-    /// The URL as `scheme://host:port`.
+    /// The URL as `scheme://host:port` (or `unix(s)://path`).
     fn display(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
+        let scheme = match (self.unix, self.tls) {
+            (false, false) => "http",
+            (false, true) => "https",
+            (true, false) => "unix",
+            (true, true) => "unixs",
+        };
         format!("{scheme}://{}", self.host_port)
+    }
+
+    /// The name a TLS peer certificate must be valid for: the URL's host (`localhost` for a
+    /// unix socket).
+    fn server_name(&self) -> Result<rustls::pki_types::ServerName<'static>, TlsError> {
+        if self.unix {
+            return crate::tls::server_name("localhost:0");
+        }
+        crate::tls::server_name(&self.host_port)
     }
 }
 
-/// An address to listen on for peers, and whether it accepts TLS (an `https://` listen URL)
-/// or plain TCP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a peer listener listens on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenSocket {
+    /// A TCP address (port 0 picks a free port).
+    Tcp(SocketAddr),
+    /// A unix socket (a stale file there is replaced; the file is removed at stop).
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenSocket::Tcp(a) => a.fmt(f),
+            ListenSocket::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Where to listen for peers, and whether it accepts TLS (an `https://` or `unixs://` listen
+/// URL) or plain connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenAddr {
-    /// The address (port 0 picks a free port).
-    pub addr: SocketAddr,
+    /// The address or socket.
+    pub socket: ListenSocket,
     /// TLS only (with [`TcpConfig::tls`]), or plain only.
     pub tls: bool,
 }
@@ -269,7 +320,10 @@ pub struct ListenAddr {
 impl From<SocketAddr> for ListenAddr {
     /// A plain TCP listener.
     fn from(addr: SocketAddr) -> ListenAddr {
-        ListenAddr { addr, tls: false }
+        ListenAddr {
+            socket: ListenSocket::Tcp(addr),
+            tls: false,
+        }
     }
 }
 
@@ -279,21 +333,33 @@ pub fn url_host_port(url: &str) -> Result<String, TransportError> {
     PeerUrl::parse(url).map(|u| u.host_port)
 }
 
-/// The socket addresses of listen URLs such as `--listen-peer-urls` (`http://127.0.0.1:2380`),
-/// their schemes dropped: see [`listen_endpoints`] to keep them (needed for `https://`).
+/// The TCP socket addresses of listen URLs such as `--listen-peer-urls`
+/// (`http://127.0.0.1:2380`), their schemes (and unix sockets) dropped: see
+/// [`listen_endpoints`] to keep them (needed for `https://`).
 pub fn listen_addrs(urls: &[String]) -> Result<Vec<SocketAddr>, TransportError> {
     Ok(listen_endpoints(urls)?
         .into_iter()
-        .map(|l| l.addr)
+        .filter_map(|l| match l.socket {
+            ListenSocket::Tcp(addr) => Some(addr),
+            ListenSocket::Unix(_) => None,
+        })
         .collect())
 }
 
-/// The listeners of listen URLs such as `--listen-peer-urls`: an `https://` URL listens for
-/// TLS only, any other for plain TCP only. For [`TcpTransport::start_with_config`].
+/// The listeners of listen URLs such as `--listen-peer-urls`: an `https://` (or `unixs://`)
+/// URL listens for TLS only, any other for plain connections only. For
+/// [`TcpTransport::start_with_config`].
 pub fn listen_endpoints(urls: &[String]) -> Result<Vec<ListenAddr>, TransportError> {
     let mut out = Vec::new();
     for url in urls {
         let parsed = PeerUrl::parse(url)?;
+        if parsed.unix {
+            out.push(ListenAddr {
+                socket: ListenSocket::Unix(PathBuf::from(&parsed.host_port)),
+                tls: parsed.tls,
+            });
+            continue;
+        }
         let addrs = parsed
             .host_port
             .to_socket_addrs()
@@ -302,7 +368,7 @@ pub fn listen_endpoints(urls: &[String]) -> Result<Vec<ListenAddr>, TransportErr
                 reason: e.to_string(),
             })?;
         out.extend(addrs.map(|addr| ListenAddr {
-            addr,
+            socket: ListenSocket::Tcp(addr),
             tls: parsed.tls,
         }));
     }
@@ -358,71 +424,46 @@ fn query_members(url: &str, config: &TcpConfig) -> Result<ClusterInfo, Transport
                 url: url.to_string(),
             });
         };
-        Some((
-            Arc::clone(&tls.client),
-            crate::tls::server_name(&parsed.host_port)?,
-        ))
+        Some((Arc::clone(&tls.client), parsed.server_name()?))
     } else {
         None
     };
-    let addrs: Vec<SocketAddr> = parsed
-        .host_port
-        .to_socket_addrs()
-        .map_err(|e| TransportError::InvalidUrl {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?
-        .collect();
-    let mut last = String::from("no address");
-    for addr in addrs {
-        let s = match std::net::TcpStream::connect_timeout(&addr, config.dial_timeout) {
-            Ok(s) => s,
-            Err(e) => {
-                last = format!("{addr}: {e}");
-                continue;
-            }
-        };
-        let io = |e: std::io::Error| TransportError::Wire(WireError::Io(e));
-        s.set_read_timeout(Some(config.handshake_timeout))
-            .map_err(io)?;
-        s.set_write_timeout(Some(config.handshake_timeout))
-            .map_err(io)?;
-        let mut s = match &tls {
-            Some((client, name)) => {
-                PeerStream::client(s, Arc::clone(client), name.clone()).map_err(io)?
-            }
-            None => PeerStream::Plain(s),
-        };
-        s.finish_handshake()
-            .map_err(|e| io(stream::handshake_error(e, &addr.to_string())))?;
-        let hs = wire::Handshake {
-            version: wire::PROTOCOL_VERSION,
-            kind: wire::StreamKind::Members,
-            cluster_id: 0,
-            from: 0,
-            to: 0,
-        };
-        let reply = wire::exchange_handshake(&mut s, &hs).map_err(|e| tls_hint(e, &s))?;
-        if reply.status != HandshakeStatus::Accepted {
-            return Err(TransportError::Rejected {
-                peer: 0,
-                status: reply.status,
-                remote_cluster: reply.cluster_id,
-                remote_id: reply.id,
-            });
+    let s = socket::Socket::connect(&parsed, config.dial_timeout)
+        .map_err(|reason| TransportError::Dial { peer: 0, reason })?;
+    let io = |e: std::io::Error| TransportError::Wire(WireError::Io(e));
+    s.set_read_timeout(Some(config.handshake_timeout))
+        .map_err(io)?;
+    s.set_write_timeout(Some(config.handshake_timeout))
+        .map_err(io)?;
+    let mut s = match &tls {
+        Some((client, name)) => {
+            PeerStream::client(s, Arc::clone(client), name.clone()).map_err(io)?
         }
-        let mut frame = Vec::new();
-        if !wire::read_frame(&mut s, config.max_frame_len, &mut frame)? {
-            return Err(
-                WireError::Protocol("members query closed without an answer".into()).into(),
-            );
-        }
-        return Ok(postcard::from_bytes(&frame).map_err(WireError::from)?);
+        None => PeerStream::Plain(s),
+    };
+    s.finish_handshake()
+        .map_err(|e| io(stream::handshake_error(e, url)))?;
+    let hs = wire::Handshake {
+        version: wire::PROTOCOL_VERSION,
+        kind: wire::StreamKind::Members,
+        cluster_id: 0,
+        from: 0,
+        to: 0,
+    };
+    let reply = wire::exchange_handshake(&mut s, &hs).map_err(|e| tls_hint(e, &s))?;
+    if reply.status != HandshakeStatus::Accepted {
+        return Err(TransportError::Rejected {
+            peer: 0,
+            status: reply.status,
+            remote_cluster: reply.cluster_id,
+            remote_id: reply.id,
+        });
     }
-    Err(TransportError::Dial {
-        peer: 0,
-        reason: last,
-    })
+    let mut frame = Vec::new();
+    if !wire::read_frame(&mut s, config.max_frame_len, &mut frame)? {
+        return Err(WireError::Protocol("members query closed without an answer".into()).into());
+    }
+    Ok(postcard::from_bytes(&frame).map_err(WireError::from)?)
 }
 
 /// `e`, from the dialer's first exchange after a TLS handshake, with a hint when the peer
@@ -561,23 +602,27 @@ impl TcpTransport {
     ) -> Result<TcpTransport, TransportError> {
         let mut listeners = Vec::new();
         let mut local_addrs = Vec::new();
-        for ListenAddr { addr, tls } in listen.into_iter().map(Into::into) {
+        for ListenAddr { socket, tls } in listen.into_iter().map(Into::into) {
             let tls = if tls {
                 let Some(peer_tls) = &config.tls else {
                     return Err(TransportError::TlsNotConfigured {
-                        url: format!("https://{addr}"),
+                        url: format!("https://{socket}"),
                     });
                 };
                 Some(Arc::clone(&peer_tls.server))
             } else {
                 None
             };
-            let bind = |source| TransportError::Bind { addr, source };
-            let l = TcpListener::bind(addr).map_err(bind)?;
-            l.set_nonblocking(true).map_err(bind)?;
-            let local = l.local_addr().map_err(bind)?;
+            let bind = |source| TransportError::Bind {
+                addr: socket.clone(),
+                source,
+            };
+            let l = socket::Listener::bind(&socket).map_err(bind)?;
+            let local = l.local().map_err(bind)?;
             tracing::info!(addr = %local, tls = tls.is_some(), "peer listener bound");
-            local_addrs.push(local);
+            if let ListenSocket::Tcp(addr) = local {
+                local_addrs.push(addr);
+            }
             listeners.push((l, tls));
         }
         let shared = Arc::new(Shared {
@@ -606,7 +651,7 @@ impl TcpTransport {
         })
     }
 
-    /// The bound listen addresses (with the actual ports).
+    /// The bound TCP listen addresses (with the actual ports).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
     }

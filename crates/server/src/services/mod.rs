@@ -67,8 +67,10 @@ where
         .map_err(|e| Status::internal(format!("etcdserver: task failed: {e}")))?
 }
 
-/// A gRPC channel to member `leader` at its published client URL: what a follower forwards
-/// leader-only requests over (etcd forwards them over its peer HTTP API instead).
+/// A gRPC channel to member `leader` at its first published `http://` client URL: what a
+/// follower forwards leader-only requests over (etcd forwards them over its peer HTTP API
+/// instead). Unix socket URLs are not dialed; an https-only leader is not reachable this way
+/// yet (the channel has no TLS configuration).
 pub async fn leader_channel(
     ctx: &Context,
     leader: u64,
@@ -77,7 +79,10 @@ pub async fn leader_channel(
     let url = members
         .iter()
         .find(|m| m.id == leader)
-        .and_then(|m| m.client_urls.first().cloned())
+        .and_then(|m| {
+            let tcp = |scheme: &str| m.client_urls.iter().find(|u| u.starts_with(scheme));
+            tcp("http://").or_else(|| tcp("https://")).cloned()
+        })
         .ok_or_else(|| Status::unavailable("etcdserver: the leader's client URL is unknown"))?;
     tonic::transport::Channel::from_shared(url.clone())
         .map_err(|e| Status::unavailable(format!("etcdserver: bad leader URL {url}: {e}")))?

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::Shutdown;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use raft_core::raftpb::{Message, MessageType};
 use rustls::ServerConfig;
 
+use super::socket::{self, PeerAddr, Socket};
 use super::stream::{self, PeerStream};
 use super::wire::{
     self, ClusterInfo, HANDSHAKE_LEN, Handshake, HandshakeReply, HandshakeStatus, PROTOCOL_VERSION,
@@ -34,7 +35,7 @@ pub(super) struct InboundRegistry {
 }
 
 struct InboundConn {
-    socket: TcpStream,
+    socket: Socket,
     /// The sender and kind, once the handshake is accepted.
     stream: Option<(u64, StreamKind)>,
 }
@@ -60,8 +61,8 @@ impl InboundRegistry {
     }
 }
 
-/// A listener, and the TLS configuration it serves (`None`: plain TCP).
-pub(super) type Listener = (TcpListener, Option<Arc<ServerConfig>>);
+/// A listener, and the TLS configuration it serves (`None`: plain).
+pub(super) type Listener = (socket::Listener, Option<Arc<ServerConfig>>);
 
 /// Accepts connections on every listener until the transport stops. The TLS handshake of an
 /// accepted connection happens on its reader thread, never here: a slow or silent client must
@@ -87,7 +88,7 @@ pub(super) fn accept_loop(shared: Arc<Shared>, listeners: Vec<Listener>) {
     tracing::debug!("peer accept loop stopped");
 }
 
-fn admit(shared: &Arc<Shared>, s: TcpStream, addr: SocketAddr, tls: Option<Arc<ServerConfig>>) {
+fn admit(shared: &Arc<Shared>, mut s: Socket, addr: PeerAddr, tls: Option<Arc<ServerConfig>>) {
     if let Err(e) = s.set_nonblocking(false) {
         tracing::warn!(%addr, "dropping peer connection: {e}");
         return;
@@ -111,7 +112,7 @@ fn admit(shared: &Arc<Shared>, s: TcpStream, addr: SocketAddr, tls: Option<Arc<S
             id: shared.local_id,
         };
         let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
-        let _ = (&s).write_all(&reply.encode());
+        let _ = s.write_all(&reply.encode());
         return;
     }
     let socket = match s.try_clone() {
@@ -132,6 +133,7 @@ fn admit(shared: &Arc<Shared>, s: TcpStream, addr: SocketAddr, tls: Option<Arc<S
     );
     let reader = {
         let shared = shared.clone();
+        let addr = addr.clone();
         spawn(&format!("peer-r-{:x}", shared.local_id), move || {
             reader(&shared, id, s, addr, tls)
         })
@@ -151,8 +153,8 @@ fn admit(shared: &Arc<Shared>, s: TcpStream, addr: SocketAddr, tls: Option<Arc<S
 fn reader(
     shared: &Shared,
     conn_id: u64,
-    s: TcpStream,
-    addr: SocketAddr,
+    s: Socket,
+    addr: PeerAddr,
     tls: Option<Arc<ServerConfig>>,
 ) {
     // Other threads shut the connection down through the raw clone `admit` registered; the
@@ -160,7 +162,7 @@ fn reader(
     // timeouts are set, so a silent client costs this thread only and `stop` interrupts it.
     let result = (|| {
         let cfg = &shared.config;
-        s.set_nodelay(true)?;
+        s.set_nodelay()?;
         s.set_read_timeout(Some(cfg.handshake_timeout))?;
         s.set_write_timeout(Some(cfg.write_timeout))?;
         let mut s = match tls {
@@ -168,13 +170,13 @@ fn reader(
             None => PeerStream::Plain(s),
         };
         let served = match s.finish_handshake() {
-            Ok(()) => serve(shared, conn_id, &mut s, addr),
+            Ok(()) => serve(shared, conn_id, &mut s, &addr),
             Err(e) => {
-                log_tls_failure(shared, addr, &e);
+                log_tls_failure(shared, &addr, &e);
                 Ok(())
             }
         };
-        let _ = s.tcp().shutdown(Shutdown::Both);
+        let _ = s.socket().shutdown(Shutdown::Both);
         served
     })();
     match result {
@@ -186,7 +188,7 @@ fn reader(
 }
 
 /// Logs a failed TLS handshake of an inbound connection (which is then dropped).
-fn log_tls_failure(shared: &Shared, addr: SocketAddr, e: &std::io::Error) {
+fn log_tls_failure(shared: &Shared, addr: &PeerAddr, e: &std::io::Error) {
     if shared.is_stopped() {
         tracing::debug!(%addr, "TLS handshake interrupted by stop: {e}");
     } else if stream::refusal(e) == Some(stream::Refusal::TheirCertificate) {
@@ -210,7 +212,7 @@ fn serve(
     shared: &Shared,
     conn_id: u64,
     s: &mut PeerStream,
-    addr: SocketAddr,
+    addr: &PeerAddr,
 ) -> Result<(), WireError> {
     let mut buf = [0u8; HANDSHAKE_LEN];
     s.read_exact(&mut buf)?;
@@ -293,7 +295,7 @@ fn serve(
 
 /// Answers a members query with this cluster's id and members, or `NotReady` while the node
 /// has not registered its membership yet.
-fn answer_members(shared: &Shared, s: &mut PeerStream, addr: SocketAddr) -> Result<(), WireError> {
+fn answer_members(shared: &Shared, s: &mut PeerStream, addr: &PeerAddr) -> Result<(), WireError> {
     let source = lock(&shared.members).clone();
     let info = source.map(|members| ClusterInfo {
         cluster_id: shared.cluster_id,
@@ -333,7 +335,7 @@ fn read_messages(
     from: &str,
     from_id: u64,
 ) -> Result<(), WireError> {
-    s.tcp().set_read_timeout(None)?;
+    s.socket().set_read_timeout(None)?;
     let received = shared
         .config
         .metrics
@@ -364,7 +366,7 @@ fn read_messages(
 
 fn read_snapshots(shared: &Shared, s: &mut PeerStream, from: &str) -> Result<(), WireError> {
     let cfg = &shared.config;
-    s.tcp().set_read_timeout(Some(cfg.snapshot_timeout))?;
+    s.socket().set_read_timeout(Some(cfg.snapshot_timeout))?;
     let mut r = BufReader::with_capacity(256 << 10, s);
     loop {
         let mut head = Vec::new();

@@ -1,7 +1,7 @@
 //! The sending side: per peer, a message-stream writer and a snapshot sender, each a thread.
 
 use std::io::{BufWriter, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -12,6 +12,7 @@ use raft_core::raftpb::{Message, MessageType};
 
 use rustls::pki_types::ServerName;
 
+use super::socket::Socket;
 use super::stream::{self, PeerStream};
 use super::wire::{
     self, Handshake, HandshakeStatus, PROTOCOL_VERSION, SNAPSHOT_ACK, SnapshotHeader, StreamKind,
@@ -31,7 +32,7 @@ struct Link {
     generation: AtomicU64,
     stopped: AtomicBool,
     /// Clones of the live sockets (message stream, snapshot stream), to shut them down.
-    sockets: Mutex<[Option<TcpStream>; 2]>,
+    sockets: Mutex<[Option<Socket>; 2]>,
     /// `etcd_network_peer_sent_bytes_total` for this peer, when metrics are kept.
     sent_bytes: Option<prometheus::IntCounter>,
 }
@@ -50,7 +51,7 @@ impl Link {
     }
 
     /// Records the socket a thread is using so [`Peer::shutdown`] can interrupt it.
-    fn set_socket(&self, kind: StreamKind, socket: Option<TcpStream>) {
+    fn set_socket(&self, kind: StreamKind, socket: Option<Socket>) {
         let mut sockets = lock(&self.sockets);
         sockets[Self::slot(kind)] = socket;
         if self.is_stopped() {
@@ -211,7 +212,7 @@ fn client_tls(shared: &Shared, url: &PeerUrl) -> Result<Option<ClientTls>, Trans
     let Some(tls) = &shared.config.tls else {
         return Err(TransportError::TlsNotConfigured { url: url.display() });
     };
-    let name = crate::tls::server_name(&url.host_port)?;
+    let name = url.server_name()?;
     Ok(Some((Arc::clone(&tls.client), name)))
 }
 
@@ -234,21 +235,12 @@ fn dial(shared: &Shared, link: &Link, kind: StreamKind) -> Result<PeerStream, Tr
                 continue;
             }
         };
-        let addrs = match url.host_port.to_socket_addrs() {
-            Ok(a) => a,
-            Err(e) => {
-                last = format!("resolving {}: {e}", url.host_port);
-                continue;
-            }
-        };
-        for addr in addrs {
-            if link.is_stopped() || shared.is_stopped() {
-                return Err(dial_err("transport stopped".into()));
-            }
-            match TcpStream::connect_timeout(&addr, shared.config.dial_timeout) {
-                Ok(s) => return handshake(shared, link, kind, s, tls),
-                Err(e) => last = format!("{addr}: {e}"),
-            }
+        if link.is_stopped() || shared.is_stopped() {
+            return Err(dial_err("transport stopped".into()));
+        }
+        match Socket::connect(url, shared.config.dial_timeout) {
+            Ok(s) => return handshake(shared, link, kind, s, tls),
+            Err(e) => last = e,
         }
     }
     Err(dial_err(last))
@@ -258,11 +250,11 @@ fn handshake(
     shared: &Shared,
     link: &Link,
     kind: StreamKind,
-    s: TcpStream,
+    s: Socket,
     tls: Option<ClientTls>,
 ) -> Result<PeerStream, TransportError> {
     let cfg = &shared.config;
-    s.set_nodelay(true).map_err(io_err)?;
+    s.set_nodelay().map_err(io_err)?;
     s.set_write_timeout(Some(cfg.write_timeout))
         .map_err(io_err)?;
     s.set_read_timeout(Some(cfg.handshake_timeout))
@@ -275,7 +267,7 @@ fn handshake(
         None => PeerStream::Plain(s),
     };
     if let Err(e) = s.finish_handshake() {
-        let _ = s.tcp().shutdown(Shutdown::Both);
+        let _ = s.socket().shutdown(Shutdown::Both);
         return Err(io_err(stream::handshake_error(
             e,
             &format!("peer {:x} at {addr}", link.id),
@@ -291,7 +283,7 @@ fn handshake(
     let reply = match wire::exchange_handshake(&mut s, &hs) {
         Ok(reply) => reply,
         Err(e) => {
-            let _ = s.tcp().shutdown(Shutdown::Both);
+            let _ = s.socket().shutdown(Shutdown::Both);
             return Err(tls_hint(e, &s).into());
         }
     };
@@ -315,12 +307,12 @@ fn handshake(
                 "peer belongs to another cluster: {err}"
             );
         }
-        let _ = s.tcp().shutdown(Shutdown::Both);
+        let _ = s.socket().shutdown(Shutdown::Both);
         return Err(err);
     }
     // The message stream never reads (`PeerStream` writes never read either), the snapshot
     // stream sets its own timeout for the ack.
-    s.tcp().set_read_timeout(None).map_err(io_err)?;
+    s.socket().set_read_timeout(None).map_err(io_err)?;
     Ok(s)
 }
 
@@ -414,7 +406,7 @@ fn message_writer(shared: &Shared, link: &Link, rx: &Receiver<Message>, stop_rx:
 fn close(conn: Option<(BufWriter<PeerStream>, u64)>) {
     if let Some((w, _)) = conn {
         let (s, _unsent) = w.into_parts();
-        let _ = s.tcp().shutdown(Shutdown::Both);
+        let _ = s.socket().shutdown(Shutdown::Both);
     }
 }
 
@@ -604,16 +596,16 @@ fn send_snapshot(shared: &Shared, link: &Link, mut m: Message) -> Result<u64, Tr
     // Never flush on drop: after a failure that could block for the write timeout again.
     let _ = w.into_parts();
     if let Err(e) = written {
-        let _ = stream.tcp().shutdown(Shutdown::Both);
+        let _ = stream.socket().shutdown(Shutdown::Both);
         return Err(e);
     }
     stream
-        .tcp()
+        .socket()
         .set_read_timeout(Some(cfg.snapshot_timeout))
         .map_err(io_err)?;
     let mut ack = [0u8; 1];
     let read = stream.read_exact(&mut ack).map_err(io_err);
-    let _ = stream.tcp().shutdown(Shutdown::Both);
+    let _ = stream.socket().shutdown(Shutdown::Both);
     read?;
     if ack[0] != SNAPSHOT_ACK {
         return Err(WireError::Protocol(format!("bad snapshot ack {:#04x}", ack[0])).into());

@@ -1,17 +1,19 @@
-//! A peer connection's byte stream: plain TCP, or TLS (rustls) over TCP for https peer URLs.
+//! A peer connection's byte stream: plain, or TLS (rustls) for https and unixs peer URLs, over
+//! a TCP or unix [`Socket`].
 //!
 //! Every connection has exactly one thread doing its I/O; other threads only ever call
-//! `shutdown` on a raw [`TcpStream`] clone taken with [`PeerStream::tcp`] (socket options and
+//! `shutdown` on a raw [`Socket`] clone taken with [`PeerStream::socket`] (socket options and
 //! shutdown act on the kernel socket, whichever handle is used). So the TLS session is owned by
 //! the I/O thread without a lock: a lock held across a blocking read would keep the shutdown
 //! path waiting forever.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::TcpStream;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
+
+use super::socket::Socket;
 use rustls::{
     ClientConfig, ClientConnection, ConnectionCommon, ServerConfig, ServerConnection, SideData,
     StreamOwned,
@@ -19,18 +21,18 @@ use rustls::{
 
 /// A connection to or from a peer, plain or TLS.
 pub(super) enum PeerStream {
-    /// Plain TCP (`http://` peer URLs).
-    Plain(TcpStream),
+    /// Plain (`http://`, `unix://` peer URLs).
+    Plain(Socket),
     /// TLS, this side dialing.
-    Client(Box<StreamOwned<ClientConnection, TcpStream>>),
+    Client(Box<StreamOwned<ClientConnection, Socket>>),
     /// TLS, this side accepting.
-    Server(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Server(Box<StreamOwned<ServerConnection, Socket>>),
 }
 
 impl PeerStream {
     /// A TLS session dialing `name` over `sock`; no I/O until [`PeerStream::finish_handshake`].
     pub(super) fn client(
-        sock: TcpStream,
+        sock: Socket,
         config: Arc<ClientConfig>,
         name: ServerName<'static>,
     ) -> io::Result<PeerStream> {
@@ -39,13 +41,13 @@ impl PeerStream {
     }
 
     /// A TLS session accepted on `sock`; no I/O until [`PeerStream::finish_handshake`].
-    pub(super) fn server(sock: TcpStream, config: Arc<ServerConfig>) -> io::Result<PeerStream> {
+    pub(super) fn server(sock: Socket, config: Arc<ServerConfig>) -> io::Result<PeerStream> {
         let conn = ServerConnection::new(config).map_err(io::Error::other)?;
         Ok(PeerStream::Server(Box::new(StreamOwned::new(conn, sock))))
     }
 
-    /// The TCP socket: for timeouts, `try_clone` and `shutdown`.
-    pub(super) fn tcp(&self) -> &TcpStream {
+    /// The socket: for timeouts, `try_clone` and `shutdown`.
+    pub(super) fn socket(&self) -> &Socket {
         match self {
             PeerStream::Plain(s) => s,
             PeerStream::Client(s) => &s.sock,
@@ -70,7 +72,7 @@ impl PeerStream {
     }
 }
 
-fn handshake<C, S>(conn: &mut C, sock: &mut TcpStream) -> io::Result<()>
+fn handshake<C, S>(conn: &mut C, sock: &mut Socket) -> io::Result<()>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<S>>,
     S: SideData,
@@ -89,7 +91,7 @@ where
 
 /// Writes every pending TLS record to the socket. Never reads: a blocked write fails with the
 /// socket's write timeout instead of waiting for the peer to send something.
-fn drain<C, S>(conn: &mut C, sock: &mut TcpStream) -> io::Result<()>
+fn drain<C, S>(conn: &mut C, sock: &mut Socket) -> io::Result<()>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<S>>,
     S: SideData,
@@ -109,7 +111,7 @@ where
 /// error is reported by the call that caused it. (`StreamOwned::write` swallows it until the
 /// next call and, when the socket write blocks, goes on to *read*: on a write-only message
 /// stream that read would wait for data the peer never sends.)
-fn tls_write<C, S>(conn: &mut C, sock: &mut TcpStream, buf: &[u8]) -> io::Result<usize>
+fn tls_write<C, S>(conn: &mut C, sock: &mut Socket, buf: &[u8]) -> io::Result<usize>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<S>>,
     S: SideData,
@@ -120,7 +122,7 @@ where
     Ok(n)
 }
 
-fn tls_flush<C, S>(conn: &mut C, sock: &mut TcpStream) -> io::Result<()>
+fn tls_flush<C, S>(conn: &mut C, sock: &mut Socket) -> io::Result<()>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<S>>,
     S: SideData,

@@ -3,8 +3,8 @@
 //!
 //! Written: the proto field names (`create_revision`), 64-bit integers as strings, bytes as
 //! standard base64, enums by name, fields at their zero value left out. Read: proto or
-//! lowerCamel names, integers as numbers or strings, enums by name or number; an unknown field
-//! is an error, as in jsonpb.
+//! lowerCamel names, integers as numbers or strings, enums by name or number; unknown fields
+//! are ignored, as grpc-gateway's decoder ignores them (`AllowUnknownFields`).
 
 use std::sync::LazyLock;
 
@@ -46,19 +46,20 @@ pub fn method(service: &str, method: &str) -> Result<MethodDescriptor, JsonError
         .ok_or_else(|| JsonError::NoMethod(format!("{service}/{method}")))
 }
 
-/// The protobuf encoding of `json`, read as a `desc` message.
-pub fn decode_request(
-    desc: &MessageDescriptor,
-    json: serde_json::Value,
-) -> Result<Vec<u8>, JsonError> {
+/// The protobuf encoding of the JSON `json`, read as a `desc` message (straight from the
+/// bytes: no intermediate JSON tree).
+pub fn decode_request(desc: &MessageDescriptor, json: &[u8]) -> Result<Vec<u8>, JsonError> {
+    let bad = |e: serde_json::Error| JsonError::BadRequest(e.to_string());
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let options = DeserializeOptions::new().deny_unknown_fields(false);
     let message =
-        DynamicMessage::deserialize_with_options(desc.clone(), json, &DeserializeOptions::new())
-            .map_err(|e| JsonError::BadRequest(e.to_string()))?;
+        DynamicMessage::deserialize_with_options(desc.clone(), &mut de, &options).map_err(bad)?;
+    de.end().map_err(bad)?;
     Ok(prost::Message::encode_to_vec(&message))
 }
 
-/// The JSON form of the protobuf bytes of a `desc` message, its fields in field-number order
-/// as jsonpb writes them.
+/// The JSON form of the protobuf bytes of a `desc` message, its fields in the order the proto
+/// declares them, as jsonpb writes them.
 pub fn encode_response(desc: &MessageDescriptor, bytes: &[u8]) -> Result<Vec<u8>, JsonError> {
     let message = DynamicMessage::decode(desc.clone(), bytes)
         .map_err(|e| JsonError::BadResponse(e.to_string()))?;
@@ -85,6 +86,13 @@ mod tests {
     use crate::proto::etcdserverpb as pb;
     use crate::proto::mvccpb;
 
+    /// `json!` as bytes.
+    macro_rules! json_bytes {
+        ($($t:tt)*) => {
+            &serde_json::to_vec(&json!($($t)*)).unwrap()
+        };
+    }
+
     fn input(service: &str, name: &str) -> MessageDescriptor {
         method(service, name).unwrap().input()
     }
@@ -103,7 +111,7 @@ mod tests {
         // int64 as numbers), and jsonpb (lowerCamel, int64 as strings, enums by number).
         let bytes = decode_request(
             &input("etcdserverpb.Watch", "Watch"),
-            json!({"create_request": {"key": "Zm9v", "start_revision": 1}}),
+            json_bytes!({"create_request": {"key": "Zm9v", "start_revision": 1}}),
         )
         .unwrap();
         let watch = pb::WatchRequest::decode(bytes.as_slice()).unwrap();
@@ -116,7 +124,7 @@ mod tests {
 
         let bytes = decode_request(
             &input("etcdserverpb.KV", "Txn"),
-            json!({"compare": [{"key": "Zm9v", "result": 0, "target": "CREATE",
+            json_bytes!({"compare": [{"key": "Zm9v", "result": 0, "target": "CREATE",
                                 "createRevision": "0"}],
                    "success": [{"requestPut": {"key": "Zm9v", "value": "YmFy"}}]}),
         )
@@ -135,22 +143,28 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_and_bad_base64_are_refused() {
+    fn unknown_fields_are_ignored_and_bad_values_refused() {
         let txn = input("etcdserverpb.KV", "Txn");
-        // etcd's e2e "malformed" txn: Go field names that are not JSON names.
-        let malformed = json!({"compare": [{"result": 0, "target": 1, "key": "Zm9v",
-                                            "TargetUnion": null}]});
-        assert!(matches!(
-            decode_request(&txn, malformed),
-            Err(JsonError::BadRequest(_))
-        ));
+        // etcd's e2e "malformed" txn: Go field names that are not JSON names, ignored as
+        // grpc-gateway ignores them (etcd then refuses the empty request op).
+        let malformed = json_bytes!({"compare": [{"result": 0, "target": 1, "key": "Zm9v",
+                                            "TargetUnion": null}],
+                                     "success": [{"Request": {"RequestPut": {"key": "Zm9v"}}}]});
+        let bytes = decode_request(&txn, malformed).unwrap();
+        let txn = pb::TxnRequest::decode(bytes.as_slice()).unwrap();
+        assert_eq!(txn.compare[0].key, b"foo");
+        assert_eq!(txn.success, [pb::RequestOp { request: None }]);
         let put = input("etcdserverpb.KV", "Put");
         assert!(matches!(
-            decode_request(&put, json!({"key": "not base64!"})),
+            decode_request(&put, b"{\"key\": \"Zm9v\"} trailing"),
             Err(JsonError::BadRequest(_))
         ));
         assert!(matches!(
-            decode_request(&put, json!({"key": 5})),
+            decode_request(&put, json_bytes!({"key": "not base64!"})),
+            Err(JsonError::BadRequest(_))
+        ));
+        assert!(matches!(
+            decode_request(&put, json_bytes!({"key": 5})),
             Err(JsonError::BadRequest(_))
         ));
     }

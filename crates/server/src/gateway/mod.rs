@@ -8,6 +8,7 @@
 //! ([`error`]). Streams (watch, lease keep-alive, snapshot, election observe) read successive
 //! JSON objects from the body and answer one `{"result":…}` line per message.
 
+mod body;
 mod error;
 mod grpc;
 mod json;
@@ -23,7 +24,6 @@ use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use prost_reflect::{MessageDescriptor, MethodDescriptor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -33,8 +33,8 @@ pub use error::http_status;
 pub use json::JsonError;
 
 /// The gateway's paths under `/v3/`, and the gRPC method of each (etcd 3.4's annotations).
-/// `maintenance/hash` is `HashKV`: etcd annotates both `Hash` and `HashKV` with it and
-/// grpc-gateway serves the last one registered.
+/// `maintenance/hash` is `Hash`: etcd annotates both `Hash` and `HashKV` with it, and
+/// grpc-gateway v1 serves the first one registered.
 pub const ROUTES: &[(&str, &str, &str)] = &[
     ("kv/range", "etcdserverpb.KV", "Range"),
     ("kv/put", "etcdserverpb.KV", "Put"),
@@ -78,7 +78,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "etcdserverpb.Maintenance",
         "Defragment",
     ),
-    ("maintenance/hash", "etcdserverpb.Maintenance", "HashKV"),
+    ("maintenance/hash", "etcdserverpb.Maintenance", "Hash"),
     (
         "maintenance/snapshot",
         "etcdserverpb.Maintenance",
@@ -129,7 +129,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
 
 /// How much larger than the gRPC message limit one JSON request may be: base64 takes 4/3 of
 /// the bytes, and JSON adds names and punctuation.
-const JSON_EXPANSION: usize = 4;
+const JSON_EXPANSION: usize = 2;
 
 /// One path's method.
 struct Route {
@@ -196,7 +196,8 @@ pub fn router(grpc: Router, max_message: usize, max_streams: u32) -> Router {
 }
 
 /// The request headers passed on as gRPC metadata, as grpc-gateway passes them: the
-/// `Authorization` header (etcd's auth token) and `Grpc-Metadata-*` without the prefix.
+/// `Authorization` header (etcd's auth token) and `Grpc-Metadata-*` without the prefix, except
+/// the names gRPC reserves for itself (grpc-go drops those too).
 fn metadata(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (name, value) in headers {
@@ -204,12 +205,22 @@ fn metadata(headers: &HeaderMap) -> HeaderMap {
         if name == "authorization" {
             out.insert(axum::http::header::AUTHORIZATION, value.clone());
         } else if let Some(rest) = name.strip_prefix("grpc-metadata-")
+            && !is_reserved(rest)
             && let Ok(key) = HeaderName::from_bytes(rest.as_bytes())
         {
             out.append(key, value.clone());
         }
     }
     out
+}
+
+/// grpc-go's reserved metadata names (`isReservedHeader`), and HTTP's own.
+fn is_reserved(name: &str) -> bool {
+    name.starts_with("grpc-")
+        || matches!(
+            name,
+            "content-type" | "user-agent" | "te" | "host" | "content-length" | "connection"
+        )
 }
 
 async fn serve(State(gateway): State<Gateway>, request: Request) -> Response {
@@ -230,16 +241,34 @@ async fn serve(State(gateway): State<Gateway>, request: Request) -> Response {
         Ok(route) => route,
         Err(why) => return error::unary(&Status::internal(why.clone())),
     };
-    let Ok(permit) = Arc::clone(&gateway.streams).acquire_owned().await else {
-        return error::unary(&Status::unavailable("gateway: shutting down"));
-    };
     let (parts, body) = request.into_parts();
-    let mut body = JsonBody::new(body, gateway.max_json);
+    let mut body = body::JsonBody::new(body, gateway.max_json);
+    // A stream's call (and its stream) starts before its first request is read; a unary call
+    // starts once its body is read, so a slow upload holds no stream.
+    let mut permit = None;
+    if route.client_streaming {
+        permit = Some(match Arc::clone(&gateway.streams).acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return error::unary(&Status::unavailable("gateway: shutting down")),
+        });
+    }
     // The first request message is read before the call, as grpc-gateway does: a body that
-    // is not one is refused with InvalidArgument. An empty body is the empty message.
-    let first = match body.next(&route.input).await {
+    // is not one is refused, with InvalidArgument for a unary call and, as grpc-gateway
+    // passes the decoder's error on unwrapped for a stream, Unknown for a stream. An empty
+    // body is the empty message.
+    let first = match next_message(&mut body, &route.input).await {
         Ok(first) => first,
+        Err(status) if route.client_streaming && status.code() == Code::InvalidArgument => {
+            return error::unary(&Status::new(Code::Unknown, status.message()));
+        }
         Err(status) => return error::unary(&status),
+    };
+    let permit = match permit {
+        Some(permit) => permit,
+        None => match Arc::clone(&gateway.streams).acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return error::unary(&Status::unavailable("gateway: shutting down")),
+        },
     };
     let grpc_body = if route.client_streaming {
         match first {
@@ -252,7 +281,7 @@ async fn serve(State(gateway): State<Gateway>, request: Request) -> Response {
                     }
                     // Later messages that do not decode end the request stream (grpc-gateway
                     // closes its sending side then), and so does the body's end.
-                    while let Ok(Some(message)) = body.next(&input).await {
+                    while let Ok(Some(message)) = next_message(&mut body, &input).await {
                         if tx.send(Ok(grpc::frame(&message))).await.is_err() {
                             return;
                         }
@@ -277,6 +306,19 @@ async fn serve(State(gateway): State<Gateway>, request: Request) -> Response {
         stream_response(reply, route.output.clone(), permit).await
     } else {
         unary_response(&mut reply, &route.output).await
+    }
+}
+
+/// The next request message of `body` (protobuf bytes), `None` at its end.
+async fn next_message(
+    body: &mut body::JsonBody,
+    input: &MessageDescriptor,
+) -> Result<Option<Vec<u8>>, Status> {
+    match body.next_value().await? {
+        Some(json) => json::decode_request(input, &json)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(e.to_string())),
+        None => Ok(None),
     }
 }
 
@@ -355,140 +397,6 @@ async fn stream_response(
         .map(|_| Body::from_stream(ReceiverStream::new(rx)))
 }
 
-/// The request body as successive JSON values, each encoded as a request message.
-///
-/// Values are delimited by a scan that follows strings and nesting over each byte once, so
-/// that a value is parsed once, when its last byte arrives, however the body is split (a
-/// stream's next request may arrive much later than its first bytes).
-struct JsonBody {
-    body: Body,
-    buf: Vec<u8>,
-    ended: bool,
-    /// How much of `buf` the scan has looked at, and what it found there.
-    scanned: usize,
-    depth: usize,
-    in_string: bool,
-    escaped: bool,
-    max: usize,
-}
-
-impl JsonBody {
-    fn new(body: Body, max: usize) -> JsonBody {
-        JsonBody {
-            body,
-            buf: Vec::new(),
-            ended: false,
-            scanned: 0,
-            depth: 0,
-            in_string: false,
-            escaped: false,
-            max,
-        }
-    }
-
-    /// The next message of the body (protobuf bytes), `None` at its end.
-    async fn next(&mut self, input: &MessageDescriptor) -> Result<Option<Vec<u8>>, Status> {
-        match self.next_value().await? {
-            Some(value) => json::decode_request(input, value)
-                .map(Some)
-                .map_err(|e| Status::invalid_argument(e.to_string())),
-            None => Ok(None),
-        }
-    }
-
-    /// The length of the first complete object or array in `buf`, scanning only what was not
-    /// scanned yet; `None` while it is incomplete.
-    fn complete_len(&mut self) -> Option<usize> {
-        while self.scanned < self.buf.len() {
-            let b = self.buf[self.scanned];
-            self.scanned += 1;
-            if self.in_string {
-                if self.escaped {
-                    self.escaped = false;
-                } else if b == b'\\' {
-                    self.escaped = true;
-                } else if b == b'"' {
-                    self.in_string = false;
-                }
-                continue;
-            }
-            match b {
-                b'"' => self.in_string = true,
-                b'{' | b'[' => self.depth += 1,
-                b'}' | b']' => {
-                    self.depth = self.depth.saturating_sub(1);
-                    if self.depth == 0 {
-                        return Some(self.scanned);
-                    }
-                }
-                _ => {}
-            }
-        }
-        None
-    }
-
-    async fn next_value(&mut self) -> Result<Option<serde_json::Value>, Status> {
-        loop {
-            if self.scanned == 0 {
-                let start = self
-                    .buf
-                    .iter()
-                    .position(|b| !b.is_ascii_whitespace())
-                    .unwrap_or(self.buf.len());
-                self.buf.drain(..start);
-            }
-            // A value that is not an object or an array (never a message) is parsed, and
-            // refused, once the body ends.
-            let structured = matches!(self.buf.first(), Some(b'{' | b'['));
-            let end = if structured {
-                self.complete_len()
-            } else if self.ended && !self.buf.is_empty() {
-                Some(self.buf.len())
-            } else {
-                None
-            };
-            if let Some(end) = end {
-                let parsed = serde_json::from_slice(&self.buf[..end]);
-                self.buf.drain(..end);
-                self.scanned = 0;
-                self.depth = 0;
-                return parsed
-                    .map(Some)
-                    .map_err(|e| Status::invalid_argument(e.to_string()));
-            }
-            if self.ended {
-                return match self.buf.is_empty() {
-                    true => Ok(None),
-                    false => Err(Status::invalid_argument("unexpected EOF")),
-                };
-            }
-            if self.buf.len() > self.max {
-                return Err(Status::new(
-                    Code::ResourceExhausted,
-                    format!(
-                        "gateway: request body larger than max ({} vs. {})",
-                        self.buf.len(),
-                        self.max
-                    ),
-                ));
-            }
-            match self.body.frame().await {
-                None => self.ended = true,
-                Some(Err(e)) => {
-                    return Err(Status::invalid_argument(format!(
-                        "reading the request body: {e}"
-                    )));
-                }
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -524,59 +432,18 @@ mod tests {
         );
     }
 
-    fn body_of(chunks: &[&'static str]) -> Body {
-        let chunks: Vec<Result<Bytes, Infallible>> = chunks
-            .iter()
-            .map(|c| Ok(Bytes::from_static(c.as_bytes())))
-            .collect();
-        Body::from_stream(tokio_stream::iter(chunks))
-    }
-
-    async fn values(chunks: &[&'static str], max: usize) -> Result<Vec<String>, Status> {
-        let mut body = JsonBody::new(body_of(chunks), max);
-        let mut out = Vec::new();
-        while let Some(v) = body.next_value().await? {
-            out.push(v.to_string());
-        }
-        Ok(out)
-    }
-
-    #[tokio::test]
-    async fn the_body_is_read_as_successive_values_split_anywhere() {
-        let got = values(&["{\"a\":", "1} {\"b\"", ":2}\n\n{}", "  "], 1024)
-            .await
-            .unwrap();
-        assert_eq!(got, [r#"{"a":1}"#, r#"{"b":2}"#, "{}"]);
-        // Braces and quotes inside strings do not end a value.
-        let got = values(&[r#"{"k":"}\"{"#, r#""} [1]"#], 1024).await.unwrap();
-        assert_eq!(got, [r#"{"k":"}\"{"}"#, "[1]"]);
-        assert!(values(&[""], 1024).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn malformed_and_oversized_bodies_are_refused() {
-        let bad = values(&["{\"a\":1} {nope"], 1024).await.unwrap_err();
-        assert_eq!(bad.code(), Code::InvalidArgument);
-        let truncated = values(&["{\"a\":"], 1024).await.unwrap_err();
-        assert_eq!(truncated.code(), Code::InvalidArgument);
-        let big = values(
-            &["{\"a\":\"", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "\"}"],
-            16,
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(big.code(), Code::ResourceExhausted);
-    }
-
     #[test]
     fn metadata_passes_the_token_and_grpc_metadata_headers() {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "token".parse().unwrap());
         headers.insert("grpc-metadata-hasleader", "true".parse().unwrap());
+        headers.insert("grpc-metadata-grpc-timeout", "1S".parse().unwrap());
+        headers.insert("grpc-metadata-content-type", "text/plain".parse().unwrap());
         headers.insert("content-type", "application/json".parse().unwrap());
         let md = metadata(&headers);
         assert_eq!(md["authorization"], "token");
         assert_eq!(md["hasleader"], "true");
         assert!(md.get("content-type").is_none());
+        assert!(md.get("grpc-timeout").is_none());
     }
 }

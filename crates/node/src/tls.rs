@@ -77,9 +77,11 @@ pub struct TlsInfo {
     /// Its private key.
     pub key_file: PathBuf,
     /// The CA that the other side's certificate must chain to (for dialing peers, and for
-    /// client certificates with `client_cert_auth`).
+    /// the certificates a listener then requires of whoever connects, as etcd requires them).
     pub trusted_ca_file: Option<PathBuf>,
-    /// Require a certificate signed by `trusted_ca_file` from whoever connects.
+    /// Require a certificate signed by `trusted_ca_file` from whoever connects (etcd's
+    /// `--client-cert-auth`; a trusted CA already requires one, so this only makes a missing
+    /// CA an error).
     pub client_cert_auth: bool,
     /// Certificates revoked (PEM or DER CRL), refused during the handshake.
     pub crl_file: Option<PathBuf>,
@@ -325,12 +327,18 @@ fn provider(names: &[String]) -> Result<Arc<CryptoProvider>, TlsError> {
     // etcd client or peer negotiates.
     #[allow(deprecated)]
     let mut p = rustls::crypto::ring::default_provider();
+    // `--cipher-suites` with no value parses to one empty name: the defaults too.
+    let names: Vec<&str> = names
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .collect();
     if names.is_empty() {
         return Ok(Arc::new(p));
     }
     let mut tls12 = Vec::new();
     for name in names {
-        let suite = match name.trim() {
+        let suite = match name {
             "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => {
                 cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
             }
@@ -347,7 +355,6 @@ fn provider(names: &[String]) -> Result<Arc<CryptoProvider>, TlsError> {
             | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" => {
                 cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
             }
-            "" => continue,
             other => return Err(TlsError::UnsupportedCipherSuite(other.to_owned())),
         };
         tls12.push(suite);
@@ -453,12 +460,11 @@ impl rustls::client::ResolvesClientCert for ReloadingCertifiedKey {
 }
 
 /// Client-certificate verification against the trusted CA and the CRL, both re-read when
-/// their files change.
+/// their files change. A certificate is required, as etcd requires one whenever it has a CA.
 #[derive(Debug)]
 struct ReloadingClientVerifier {
     ca: PathBuf,
     crl: Option<PathBuf>,
-    mandatory: bool,
     allowed: AllowedIdentity,
     provider: Arc<CryptoProvider>,
     verifier: FileBacked<Arc<dyn ClientCertVerifier>>,
@@ -468,19 +474,17 @@ impl ReloadingClientVerifier {
     fn new(
         ca: &Path,
         crl: Option<&Path>,
-        mandatory: bool,
         allowed: AllowedIdentity,
         provider: Arc<CryptoProvider>,
     ) -> Result<ReloadingClientVerifier, TlsError> {
         let mut paths = vec![ca.to_path_buf()];
         paths.extend(crl.map(Path::to_path_buf));
         let verifier = FileBacked::load("trusted CA and CRL", paths, || {
-            Self::build(ca, crl, mandatory, &provider)
+            Self::build(ca, crl, &provider)
         })?;
         Ok(ReloadingClientVerifier {
             ca: ca.to_path_buf(),
             crl: crl.map(Path::to_path_buf),
-            mandatory,
             allowed,
             provider,
             verifier,
@@ -490,16 +494,16 @@ impl ReloadingClientVerifier {
     fn build(
         ca: &Path,
         crl: Option<&Path>,
-        mandatory: bool,
         provider: &Arc<CryptoProvider>,
     ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
         let mut builder =
             WebPkiClientVerifier::builder_with_provider(load_roots(ca)?, Arc::clone(provider));
         if let Some(crl) = crl {
-            builder = builder.with_crls(load_crls(crl)?);
-        }
-        if !mandatory {
-            builder = builder.allow_unauthenticated();
+            // etcd checks the serial numbers of the certificate presented against the CRL.
+            builder = builder
+                .with_crls(load_crls(crl)?)
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
         }
         builder
             .build()
@@ -507,14 +511,8 @@ impl ReloadingClientVerifier {
     }
 
     fn current(&self) -> Arc<dyn ClientCertVerifier> {
-        self.verifier.current(|| {
-            Self::build(
-                &self.ca,
-                self.crl.as_deref(),
-                self.mandatory,
-                &self.provider,
-            )
-        })
+        self.verifier
+            .current(|| Self::build(&self.ca, self.crl.as_deref(), &self.provider))
     }
 }
 
@@ -524,7 +522,7 @@ impl ClientCertVerifier for ReloadingClientVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.mandatory
+        true
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -574,14 +572,67 @@ impl ClientCertVerifier for ReloadingClientVerifier {
     }
 }
 
-/// The CA's verdict on a dialed peer's certificate, then the allowed identity.
+/// Verification of a dialed peer's certificate: against the trusted CA and the CRL, both
+/// re-read when their files change (so that a CA rollover or a revocation needs no restart),
+/// then the allowed identity.
 #[derive(Debug)]
-struct CheckedServerCert {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
+struct ReloadingServerVerifier {
+    ca: PathBuf,
+    crl: Option<PathBuf>,
     allowed: AllowedIdentity,
+    provider: Arc<CryptoProvider>,
+    verifier: FileBacked<Arc<rustls::client::WebPkiServerVerifier>>,
 }
 
-impl ServerCertVerifier for CheckedServerCert {
+impl ReloadingServerVerifier {
+    fn new(
+        ca: &Path,
+        crl: Option<&Path>,
+        allowed: AllowedIdentity,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<ReloadingServerVerifier, TlsError> {
+        let mut paths = vec![ca.to_path_buf()];
+        paths.extend(crl.map(Path::to_path_buf));
+        let verifier = FileBacked::load("trusted CA and CRL (dialing)", paths, || {
+            Self::build(ca, crl, &provider)
+        })?;
+        Ok(ReloadingServerVerifier {
+            ca: ca.to_path_buf(),
+            crl: crl.map(Path::to_path_buf),
+            allowed,
+            provider,
+            verifier,
+        })
+    }
+
+    fn build(
+        ca: &Path,
+        crl: Option<&Path>,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Arc<rustls::client::WebPkiServerVerifier>, TlsError> {
+        let mut builder = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            load_roots(ca)?,
+            Arc::clone(provider),
+        );
+        if let Some(crl) = crl {
+            // etcd checks the serial numbers of the certificate presented against the CRL.
+            builder = builder
+                .with_crls(load_crls(crl)?)
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
+        }
+        builder
+            .build()
+            .map_err(|e| TlsError::Rustls(format!("server certificate verifier: {e}")))
+    }
+
+    fn current(&self) -> Arc<rustls::client::WebPkiServerVerifier> {
+        self.verifier
+            .current(|| Self::build(&self.ca, self.crl.as_deref(), &self.provider))
+    }
+}
+
+impl ServerCertVerifier for ReloadingServerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -590,7 +641,7 @@ impl ServerCertVerifier for CheckedServerCert {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.inner.verify_server_cert(
+        let verified = self.current().verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -607,7 +658,7 @@ impl ServerCertVerifier for CheckedServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.current().verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -616,11 +667,13 @@ impl ServerCertVerifier for CheckedServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.current().verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -675,9 +728,9 @@ impl ServerCertVerifier for AcceptAnyServerCert {
 }
 
 impl TlsInfo {
-    /// The configuration of a TLS listener: this certificate, and client certificates
-    /// verified against the trusted CA (required with `client_cert_auth`, checked when offered
-    /// otherwise), `alpn` offered in that order.
+    /// The configuration of a TLS listener: this certificate, and, with a trusted CA, client
+    /// certificates required and verified against it (etcd's `ServerConfig`: a trusted CA
+    /// file alone already means `RequireAndVerifyClientCert`), `alpn` offered in that order.
     pub fn server_config(&self, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let provider = provider(&self.cipher_suites)?;
         let certified = Arc::new(ReloadingCertifiedKey::load(
@@ -693,7 +746,6 @@ impl TlsInfo {
                 builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier::new(
                     ca,
                     self.crl_file.as_deref(),
-                    self.client_cert_auth,
                     AllowedIdentity::of(self),
                     Arc::clone(&provider),
                 )?))
@@ -711,7 +763,8 @@ impl TlsInfo {
     }
 
     /// The configuration for dialing a peer: its certificate verified against the trusted CA
-    /// (not at all with auto TLS), this member's certificate presented.
+    /// and the CRL, re-read when they change (not at all with auto TLS), this member's
+    /// certificate presented.
     pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
         let provider = provider(&self.cipher_suites)?;
         let certified = Arc::new(ReloadingCertifiedKey::load(
@@ -726,26 +779,14 @@ impl TlsInfo {
             (_, true) => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider))),
-            (Some(ca), false) => {
-                let roots = load_roots(ca)?;
-                let allowed = AllowedIdentity::of(self);
-                if allowed.is_open() {
-                    builder.with_root_certificates(roots)
-                } else {
-                    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                        roots,
-                        Arc::clone(&provider),
-                    )
-                    .build()
-                    .map_err(|e| TlsError::Rustls(format!("server certificate verifier: {e}")))?;
-                    builder
-                        .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(CheckedServerCert {
-                            inner,
-                            allowed,
-                        }))
-                }
-            }
+            (Some(ca), false) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ReloadingServerVerifier::new(
+                    ca,
+                    self.crl_file.as_deref(),
+                    AllowedIdentity::of(self),
+                    Arc::clone(&provider),
+                )?)),
             (None, false) => {
                 return Err(TlsError::Rustls(
                     "dialing over TLS needs a trusted CA to verify the other side's certificate"

@@ -257,7 +257,10 @@ fn bad_requests_get_grpc_gateways_errors_and_lose_nothing() {
     // A stream's first request that is not JSON: grpc-gateway passes the decoder's error on
     // unwrapped, hence Unknown (HTTP 500).
     let watch = post(&f, "/v3/watch", "{nope");
-    assert_eq!((watch.status, json(&watch)["code"].as_i64()), (500, Some(2)));
+    assert_eq!(
+        (watch.status, json(&watch)["code"].as_i64()),
+        (500, Some(2))
+    );
 
     let unknown = post(&f, "/v3/kv/nope", "{}");
     assert_eq!(

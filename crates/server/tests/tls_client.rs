@@ -407,3 +407,62 @@ fn the_etcd_client_crate_over_tls_with_a_client_certificate() {
         }
     });
 }
+
+/// Without `--cipher-suites`, TLS 1.2 clients are served with rustls' default suites (an empty
+/// flag once left TLS 1.3 alone), and `--tls-max-version TLS1.2` starts.
+#[test]
+fn tls_1_2_is_served_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "main");
+    let server = ca.issue("server", "ferrocd", &LOCAL, 2);
+    let cacert = format!("--cacert={}", ca.cert_str());
+    let f = Ferrocd::start_tls(&server_flags(&server), &[&cacert]);
+    let health = format!("{}/health", f.client_url());
+    let (code, body, err) = curl(&[
+        "--tlsv1.2",
+        "--tls-max",
+        "1.2",
+        "--cacert",
+        ca.cert_str(),
+        &health,
+    ]);
+    assert_eq!(
+        (code, body.as_str()),
+        (Some(0), r#"{"health":"true"}"#),
+        "{err}"
+    );
+    let mut flags = server_flags(&server);
+    flags.extend(["--tls-max-version", "TLS1.2"]);
+    let only_1_2 = Ferrocd::start_tls(&flags, &[&cacert]);
+    let health = format!("{}/health", only_1_2.client_url());
+    let (code, _, err) = curl(&["--tlsv1.3", "--cacert", ca.cert_str(), &health]);
+    assert_ne!(
+        code,
+        Some(0),
+        "TLS 1.3 refused under --tls-max-version TLS1.2: {err}"
+    );
+    let (code, _, err) = curl(&["--tls-max", "1.2", "--cacert", ca.cert_str(), &health]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// As in etcd, `--trusted-ca-file` alone requires client certificates signed by that CA.
+#[test]
+fn a_trusted_ca_alone_requires_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "main");
+    let server = ca.issue("server", "ferrocd", &LOCAL, 2);
+    let client = ca.issue("client", "root", &[], 3);
+    let mut flags = server_flags(&server);
+    flags.extend(["--trusted-ca-file", ca.cert_str()]);
+    let cacert = format!("--cacert={}", ca.cert_str());
+    let cert = format!("--cert={}", client.cert_str());
+    let key = format!("--key={}", client.key_str());
+    let f = Ferrocd::start_tls(&flags, &[&cacert, &cert, &key]);
+    assert_eq!(f.ok(&["put", "k", "v"]).trim(), "OK");
+    let without = common::etcdctl_timeout(&f.endpoint(), &[&cacert, "get", "k"], "3s");
+    assert!(!without.status.success(), "{without:?}");
+    assert!(String::from_utf8_lossy(&without.stdout).is_empty());
+    let health = format!("{}/health", f.client_url());
+    let (code, _, _) = curl(&["--cacert", ca.cert_str(), &health]);
+    assert_ne!(code, Some(0));
+}

@@ -218,3 +218,22 @@ fn peer_cert_allowed_hostname_refuses_certificates_for_other_hosts() {
         "bad certificate",
     );
 }
+
+/// `--peer-crl-file` on both sides of a connection: a member whose certificate is revoked is
+/// refused when it dials (the listener's check) and when it is dialed (the dialer's check, so
+/// a leader never sends it entries), and it never receives the data.
+#[test]
+fn a_member_whose_certificate_is_revoked_is_refused_both_ways_and_gets_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "peers");
+    let good = ca.issue("peer", "member", &["127.0.0.1"], 2);
+    let revoked = ca.issue("revoked", "member", &["127.0.0.1"], 3);
+    let crl = ca.crl(&[&revoked]);
+    let crl = crl.to_str().unwrap().to_owned();
+    let (a, b, c) =
+        cluster_with_odd_member(dir.path(), &ca, &good, &revoked, &["--peer-crl-file", &crl]);
+    assert_refused(&a, &b, &c, "Revoked", "revoked certificate");
+    // The dialing side refused c's certificate too.
+    let dialed = a.log_text() + &b.log_text();
+    assert!(dialed.contains("its certificate was refused"), "{dialed}");
+}

@@ -200,11 +200,15 @@ async fn member_failure(node: &Node) -> String {
 }
 
 async fn run(config: Config) -> Result<()> {
-    let client_tls = server::tls::client_tls_info(&config)
-        .context("client TLS")?
+    let client_tls_info = server::tls::client_tls_info(&config).context("client TLS")?;
+    let client_tls = client_tls_info
+        .as_ref()
         .map(|info| info.server_config(&server::tls::CLIENT_ALPN))
         .transpose()
         .context("client TLS (--cert-file, --key-file, --trusted-ca-file, --client-crl-file, --cipher-suites, --tls-min/max-version)")?;
+    let leader_tls = client_tls_info
+        .as_ref()
+        .and_then(server::tls::leader_dialing);
     let client_listeners = server::listener::bind(&config.listen_client_urls)
         .await
         .context("--listen-client-urls")?;
@@ -282,7 +286,8 @@ async fn run(config: Config) -> Result<()> {
             server::etcdhttp::major_minor(server::services::API_VERSION)
         );
     }
-    let ctx = server::server::context(node.clone(), &config).context("registering metrics")?;
+    let ctx = server::server::context(node.clone(), &config, leader_tls)
+        .context("registering metrics")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for (what, listener, tls) in listeners.into_iter().filter(|_| !interrupted) {

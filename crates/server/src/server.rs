@@ -135,8 +135,13 @@ pub async fn serve(
     }
 }
 
-/// The shared context for a node and its configuration.
-pub fn context(node: node::Node, config: &crate::Config) -> Result<Ctx, prometheus::Error> {
+/// The shared context for a node and its configuration; `leader_tls` dials other members'
+/// https client URLs ([`crate::tls::leader_dialing`]).
+pub fn context(
+    node: node::Node,
+    config: &crate::Config,
+    leader_tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Ctx, prometheus::Error> {
     let metrics = ServerMetrics::new()?;
     let quota = if config.quota_backend_bytes == 0 {
         2 * 1024 * 1024 * 1024
@@ -152,5 +157,6 @@ pub fn context(node: node::Node, config: &crate::Config) -> Result<Ctx, promethe
         quota_backend_bytes: i64::try_from(quota).unwrap_or(i64::MAX),
         progress_notify_interval: std::time::Duration::from_secs(600),
         metrics: Arc::new(metrics),
+        leader_tls,
     }))
 }

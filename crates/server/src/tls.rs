@@ -4,6 +4,7 @@
 //! accept loop; a refused handshake (no certificate under `--client-cert-auth`, an unknown
 //! CA, a revoked certificate, no common cipher suite) is logged and the connection dropped.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -133,6 +134,60 @@ pub fn peer_tls_info(config: &Config) -> Result<Option<TlsInfo>, TlsError> {
     info.min_version = t.tls_min_version.clone();
     info.max_version = t.tls_max_version.clone();
     Ok(Some(info))
+}
+
+/// How this member dials other members' https client URLs (a follower forwarding lease
+/// calls to the leader): the client TLS certificate presented, the other's certificate
+/// verified against `--trusted-ca-file` (not at all with `--auto-tls`), HTTP/2 by ALPN.
+/// `None` (logged) when there is no CA to verify with.
+pub fn leader_dialing(info: &TlsInfo) -> Option<Arc<rustls::ClientConfig>> {
+    match info.client_config() {
+        Ok(config) => {
+            let mut config = (*config).clone();
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            Some(Arc::new(config))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "followers cannot forward lease requests to a leader's https client URL");
+            None
+        }
+    }
+}
+
+/// A connector for tonic's channels that dials TCP and runs TLS with `config` over it, the
+/// server name taken from the URI's host.
+pub fn dialer(
+    config: Arc<rustls::ClientConfig>,
+) -> impl tower::Service<
+    tonic::codegen::http::Uri,
+    Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    Error = io::Error,
+    Future = impl Future<
+        Output = io::Result<
+            hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+        >,
+    > + Send,
+> + Clone {
+    tower::service_fn(move |uri: tonic::codegen::http::Uri| {
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
+        async move {
+            let invalid = |what: &str| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("{what} in {uri}"))
+            };
+            let host = uri.host().ok_or_else(|| invalid("no host"))?.to_owned();
+            let port = uri.port_u16().ok_or_else(|| invalid("no port"))?;
+            let bare = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let tcp = tokio::net::TcpStream::connect((bare.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let name = rustls::pki_types::ServerName::try_from(bare)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok(hyper_util::rt::TokioIo::new(tls))
+        }
+    })
 }
 
 /// What a TLS client connection tells the services (in each request's extensions): who

@@ -183,3 +183,52 @@ fn three_processes_over_unix_socket_peers() {
         (serializable(&members[victim], "k2") == "v2\n").then_some(())
     });
 }
+
+/// With client TLS only (https client URLs; the trusted CA makes client certificates
+/// required), a follower still forwards lease keep-alives and time-to-live to the leader:
+/// over TLS, presenting its own certificate, as Kubernetes' clients rely on any member.
+#[test]
+fn followers_forward_leases_to_an_https_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::pki::Ca::new(dir.path(), "clients");
+    let cert = ca.issue("member", "member", &["127.0.0.1", "localhost"], 2);
+    let specs: Vec<MemberSpec> = ["t1", "t2", "t3"]
+        .iter()
+        .map(|n| MemberSpec::new_tls(n))
+        .collect();
+    let initial = common::initial_cluster(&specs);
+    let flags = [
+        "--cert-file",
+        cert.cert_str(),
+        "--key-file",
+        cert.key_str(),
+        "--trusted-ca-file",
+        ca.cert_str(),
+    ];
+    let ctl = vec![
+        format!("--cacert={}", ca.cert_str()),
+        format!("--cert={}", cert.cert_str()),
+        format!("--key={}", cert.key_str()),
+    ];
+    let mut members: Vec<Ferrocd> = specs
+        .iter()
+        .map(|s| {
+            let mut m = Ferrocd::start_member_with(s.clone(), &initial, dir.path(), &flags);
+            m.ctl_flags = ctl.clone();
+            m
+        })
+        .collect();
+    for m in &mut members {
+        m.wait_ready(Duration::from_secs(60));
+    }
+    let (l, _) = leader(&members);
+    let follower = (l + 1) % members.len();
+    let granted = members[l].ok(&["lease", "grant", "60"]);
+    let id = granted.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(
+        members[follower].ok(&["lease", "keep-alive", "--once", &id]),
+        format!("lease {id} keepalived with TTL(60)\n")
+    );
+    let ttl = members[follower].ok(&["lease", "timetolive", &id]);
+    assert!(ttl.contains("granted with TTL(60s)"), "{ttl}");
+}

@@ -41,6 +41,11 @@ pub struct Context {
     pub progress_notify_interval: Duration,
     /// The server's metrics (gRPC calls, health checks), served on `/metrics`.
     pub metrics: Arc<crate::etcdhttp::ServerMetrics>,
+    /// How this member dials another member's https client URL (forwarding to the leader):
+    /// its client certificate presented, the other's verified against `--trusted-ca-file`
+    /// (or not at all with `--auto-tls`). `None` without client TLS, or without a CA to
+    /// verify with.
+    pub leader_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The shared context.
@@ -67,10 +72,10 @@ where
         .map_err(|e| Status::internal(format!("etcdserver: task failed: {e}")))?
 }
 
-/// A gRPC channel to member `leader` at its first published `http://` client URL: what a
-/// follower forwards leader-only requests over (etcd forwards them over its peer HTTP API
-/// instead). Unix socket URLs are not dialed; an https-only leader is not reachable this way
-/// yet (the channel has no TLS configuration).
+/// A gRPC channel to member `leader` at its first published `http://` client URL, or its
+/// first `https://` one over TLS ([`Context::leader_tls`]): what a follower forwards
+/// leader-only requests over (etcd forwards them over its peer HTTP API instead). Unix socket
+/// URLs are not dialed.
 pub async fn leader_channel(
     ctx: &Context,
     leader: u64,
@@ -84,12 +89,29 @@ pub async fn leader_channel(
             tcp("http://").or_else(|| tcp("https://")).cloned()
         })
         .ok_or_else(|| Status::unavailable("etcdserver: the leader's client URL is unknown"))?;
-    tonic::transport::Channel::from_shared(url.clone())
-        .map_err(|e| Status::unavailable(format!("etcdserver: bad leader URL {url}: {e}")))?
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
+    let unreachable = |e: tonic::transport::Error| {
+        Status::unavailable(format!("etcdserver: cannot reach leader: {e}"))
+    };
+    let Some(rest) = url.strip_prefix("https://") else {
+        return endpoint(&url)?.connect().await.map_err(unreachable);
+    };
+    let Some(tls) = ctx.leader_tls.clone() else {
+        return Err(Status::unavailable(format!(
+            "etcdserver: cannot reach the leader at {url}: dialing an https client URL needs \
+             --trusted-ca-file (or --auto-tls)"
+        )));
+    };
+    // The TLS is the connector's; the channel itself speaks HTTP/2 over it.
+    endpoint(&format!("http://{rest}"))?
+        .connect_with_connector(crate::tls::dialer(tls))
         .await
-        .map_err(|e| Status::unavailable(format!("etcdserver: cannot reach leader: {e}")))
+        .map_err(unreachable)
+}
+
+fn endpoint(url: &str) -> Result<tonic::transport::Endpoint, Status> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| Status::unavailable(format!("etcdserver: bad leader URL {url}: {e}")))?
+        .connect_timeout(Duration::from_secs(2)))
 }
 
 /// Refuses a request whose encoding exceeds `--max-request-bytes` (etcd's

@@ -108,6 +108,34 @@ fn every_command_family_works_over_a_unix_socket() {
     assert!(!socket.exists(), "the socket file outlived the member");
 }
 
+/// `https://host:port` with client certificate authentication: every command family with
+/// etcdctl's `--cacert`, `--cert` and `--key`, as Kubernetes' clients connect.
+#[test]
+fn every_command_family_works_over_https_with_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "main");
+    let server = ca.issue("server", "ferrocd", &["localhost", "127.0.0.1"], 2);
+    let client = ca.issue("client", "root", &[], 3);
+    let cacert = format!("--cacert={}", ca.cert_str());
+    let cert = format!("--cert={}", client.cert_str());
+    let key = format!("--key={}", client.key_str());
+    let f = Ferrocd::start_tls(
+        &[
+            "--cert-file",
+            server.cert_str(),
+            "--key-file",
+            server.key_str(),
+            "--trusted-ca-file",
+            ca.cert_str(),
+            "--client-cert-auth",
+        ],
+        &[&cacert, &cert, &key],
+    );
+    let endpoint = f.client_url();
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+    every_command_family(&f, &endpoint, &[&cacert, &cert, &key]);
+}
+
 /// `unixs://path`: TLS over a unix socket, for clients that name a host (curl here), with
 /// gRPC, the gateway and the HTTP endpoints behind it. grpc-go clients (etcdctl) send the
 /// socket's path as the TLS server name, which is no host name: rustls refuses the handshake

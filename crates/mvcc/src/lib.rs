@@ -43,8 +43,8 @@ pub use request::{
 };
 pub use revision::{Revision, RevisionKey};
 pub use store::{
-    Committed, CompactionHandle, ConsistentIndex, KeyValueHash, KvStore, ReadTxn, StoreConfig,
-    WriteTxn,
+    Committed, CompactionHandle, ConsistentIndex, KeyValueHash, KvStore, OpCounts, ReadTxn,
+    StoreConfig, WriteTxn,
 };
 pub use tree_index::{KeySpan, TreeIndex};
 pub use txn_check::check_txn;

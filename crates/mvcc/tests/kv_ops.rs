@@ -623,3 +623,51 @@ fn closed_stores_refuse_work() {
         1
     );
 }
+
+/// What the store served, as etcd's mvcc counts it for `etcd_mvcc_{range,put,delete,txn}_total`:
+/// each range (a txn's compares and reads included), put and delete of a range (however
+/// many keys), and each transaction of more than one of these.
+#[test]
+fn operations_are_counted_as_etcd_counts_them() {
+    let (_dir, _b, store) = temp_store();
+    let at_start = store.op_counts();
+    put(&store, "a", "1");
+    put(&store, "b", "2");
+    get(&store, "a");
+    let deleted = store
+        .delete_range(&DeleteRangeRequest {
+            key: b"a".to_vec(),
+            range_end: Some(b"c".to_vec()),
+            prev_kv: false,
+        })
+        .unwrap();
+    assert_eq!(deleted.deleted, 2);
+    let c = store.op_counts();
+    assert_eq!(
+        (c.puts, c.deletes, c.ranges - at_start.ranges, c.txns),
+        (2, 1, 1, 0)
+    );
+    // A write txn: one compare (a range) and two puts: one transaction.
+    store
+        .txn(&TxnRequest {
+            compare: vec![Compare::new(
+                "k",
+                CompareResult::Equal,
+                CompareTarget::Version(0),
+            )],
+            success: vec![put_op("k", "v"), put_op("l", "v")],
+            failure: vec![],
+        })
+        .unwrap();
+    // A read-only txn of two ranges: one more.
+    store
+        .txn(&TxnRequest {
+            compare: vec![],
+            success: vec![range_op("k"), range_op("l")],
+            failure: vec![],
+        })
+        .unwrap();
+    let d = store.op_counts();
+    assert_eq!((d.puts, d.deletes, d.txns), (4, 1, 2));
+    assert!(d.ranges >= c.ranges + 3, "{c:?} -> {d:?}");
+}

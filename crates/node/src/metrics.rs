@@ -66,6 +66,19 @@ pub struct Metrics {
     /// `etcd_network_peer_round_trip_time_seconds{To}`: from a heartbeat to its response, so
     /// measured by the leader only (etcd probes from every member).
     pub peer_round_trip: HistogramVec,
+    /// `etcd_mvcc_{range,put,delete,txn}_total`, brought up to the store's counts by
+    /// [`Metrics::observe_mvcc`].
+    mvcc: MvccCounters,
+}
+
+/// The store's operation counters, and the counts they last caught up with.
+#[derive(Clone, Debug)]
+struct MvccCounters {
+    ranges: IntCounter,
+    puts: IntCounter,
+    deletes: IntCounter,
+    txns: IntCounter,
+    seen: Arc<std::sync::Mutex<mvcc::OpCounts>>,
 }
 
 impl Metrics {
@@ -158,9 +171,44 @@ impl Metrics {
                 "From",
             )?,
             peer_round_trip,
+            mvcc: MvccCounters {
+                ranges: counter(
+                    "etcd_mvcc_range_total",
+                    "Total number of ranges seen by this member.",
+                )?,
+                puts: counter(
+                    "etcd_mvcc_put_total",
+                    "Total number of puts seen by this member.",
+                )?,
+                deletes: counter(
+                    "etcd_mvcc_delete_total",
+                    "Total number of deletes seen by this member.",
+                )?,
+                txns: counter(
+                    "etcd_mvcc_txn_total",
+                    "Total number of txns seen by this member.",
+                )?,
+                seen: Arc::default(),
+            },
             registry,
         };
         Ok(Arc::new(metrics))
+    }
+
+    /// Brings `etcd_mvcc_*_total` up to the store's counts `now`. A store opened anew (a
+    /// snapshot installed) counts from zero again: its counts are all new then.
+    pub fn observe_mvcc(&self, now: mvcc::OpCounts) {
+        let m = &self.mvcc;
+        let mut seen = m
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let delta = |now: u64, seen: u64| if now >= seen { now - seen } else { now };
+        m.ranges.inc_by(delta(now.ranges, seen.ranges));
+        m.puts.inc_by(delta(now.puts, seen.puts));
+        m.deletes.inc_by(delta(now.deletes, seen.deletes));
+        m.txns.inc_by(delta(now.txns, seen.txns));
+        *seen = now;
     }
 
     /// The registry every metric of this member is in.
@@ -209,6 +257,26 @@ mod tests {
             .encode(&m.registry().gather(), &mut out)
             .expect("encoding gathered metrics");
         String::from_utf8(out).expect("text format is utf-8")
+    }
+
+    #[test]
+    fn mvcc_counters_follow_the_stores_counts_across_a_new_store() {
+        let m = Metrics::new().expect("metrics");
+        let counts = |puts, deletes| mvcc::OpCounts {
+            ranges: 1,
+            puts,
+            deletes,
+            txns: 0,
+        };
+        m.observe_mvcc(counts(2, 3));
+        m.observe_mvcc(counts(2, 3));
+        let t = text(&m);
+        assert!(t.contains("etcd_mvcc_put_total 2"), "{t}");
+        assert!(t.contains("etcd_mvcc_delete_total 3"), "{t}");
+        assert!(t.contains("# TYPE etcd_mvcc_range_total counter"), "{t}");
+        // A snapshot installed: the new store counts from zero, and its counts are added.
+        m.observe_mvcc(counts(1, 0));
+        assert!(text(&m).contains("etcd_mvcc_put_total 3"));
     }
 
     #[test]

@@ -1273,6 +1273,7 @@ impl Node {
         let store = shared.store();
         m.keys_total
             .set(i64::try_from(store.store().key_count()).unwrap_or(i64::MAX));
+        m.observe_mvcc(store.store().op_counts());
         let backend = store.backend();
         if let Ok(size) = backend.size() {
             m.db_total_size.set(to_i64(size));

@@ -173,6 +173,8 @@ fn metrics_are_prometheus_text_with_etcds_names() {
         f.ok(&["put", &format!("k{i}"), "v"]);
     }
     f.ok(&["get", "k0"]);
+    // A delete of a range counts once, even when it deletes nothing.
+    f.ok(&["del", "absent"]);
     let reply = get(&format!("{}/metrics", f.client_url()));
     assert_eq!(reply.status, 200);
     assert!(
@@ -199,6 +201,10 @@ fn metrics_are_prometheus_text_with_etcds_names() {
         ("grpc_server_started_total", "counter"),
         ("grpc_server_handled_total", "counter"),
         ("etcd_server_version", "gauge"),
+        ("etcd_mvcc_put_total", "counter"),
+        ("etcd_mvcc_delete_total", "counter"),
+        ("etcd_mvcc_range_total", "counter"),
+        ("etcd_mvcc_txn_total", "counter"),
         ("process_resident_memory_bytes", "gauge"),
     ] {
         assert_eq!(types.get(name).map(String::as_str), Some(kind), "{name}");
@@ -208,6 +214,10 @@ fn metrics_are_prometheus_text_with_etcds_names() {
         value(&samples, "etcd_debugging_mvcc_keys_total", &[]),
         Some(5.0)
     );
+    // Five puts and one delete, applied on this member (etcd counts what each member applies).
+    assert_eq!(value(&samples, "etcd_mvcc_put_total", &[]), Some(5.0));
+    assert_eq!(value(&samples, "etcd_mvcc_delete_total", &[]), Some(1.0));
+    assert!(value(&samples, "etcd_mvcc_range_total", &[]) >= Some(1.0));
     assert!(value(&samples, "etcd_server_leader_changes_seen_total", &[]) >= Some(1.0));
     let applied = value(&samples, "etcd_server_proposals_applied_total", &[]).unwrap();
     assert!(applied >= 5.0, "applied index {applied}");

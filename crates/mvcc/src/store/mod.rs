@@ -13,6 +13,7 @@
 //! `revs`, index and `consistent` locks.
 
 mod compaction;
+mod counts;
 mod hash;
 mod meta;
 mod range;
@@ -30,6 +31,7 @@ use parking_lot::{Mutex, RwLock};
 use storage_api::{Backend, Bucket};
 
 pub use compaction::CompactionHandle;
+pub use counts::OpCounts;
 pub use hash::KeyValueHash;
 pub use meta::ConsistentIndex;
 pub use read::ReadTxn;
@@ -101,6 +103,8 @@ pub(crate) struct Inner {
     pub(crate) leases: Option<Arc<dyn LeaseRegistry>>,
     pub(crate) observer: Option<Arc<dyn ChangeObserver>>,
     pub(crate) compactor: compaction::Compactor,
+    /// What the store served, for etcd's `etcd_mvcc_*_total`.
+    pub(crate) counts: counts::OpCounters,
     closed: AtomicBool,
 }
 
@@ -162,6 +166,7 @@ impl KvStore {
             leases: config.lease_registry,
             observer: config.observer,
             compactor,
+            counts: counts::OpCounters::default(),
             closed: AtomicBool::new(false),
         });
         let store = KvStore { inner };
@@ -172,6 +177,12 @@ impl KvStore {
             }
         }
         Ok(store)
+    }
+
+    /// How many ranges, puts, deletes and multi-operation transactions the store served
+    /// since it was opened, as etcd's mvcc counts them.
+    pub fn op_counts(&self) -> OpCounts {
+        self.inner.counts.read()
     }
 
     /// The backend the store runs on.
@@ -246,7 +257,12 @@ impl KvStore {
         crate::txn_check::check_txn(req)?;
         if req.is_read_only() {
             let read = self.read()?;
-            return txn::run_read_only(&read, req);
+            let resp = txn::run_read_only(&read, req);
+            if let Ok(r) = &resp {
+                let ops = req.compare.len() + r.responses.len();
+                self.inner.counts.add_read_txn(ops as u64);
+            }
+            return resp;
         }
         let mut write = self.write()?;
         let resp = write.txn(req);

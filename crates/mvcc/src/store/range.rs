@@ -40,6 +40,7 @@ pub(crate) fn range_keys(
     cur_rev: i64,
     opts: &RangeOptions,
 ) -> Result<RangeResult> {
+    inner.counts.range();
     if opts.rev > cur_rev {
         return Err(MvccError::FutureRev {
             requested: opts.rev,

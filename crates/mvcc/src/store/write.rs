@@ -2,10 +2,13 @@
 //! `{begin + 1, change index}`; the store's revision moves to `begin + 1` when the transaction
 //! ends, if it changed anything.
 
+use std::cell::Cell;
+
 use parking_lot::MutexGuard;
 use storage_api::{BatchTx, Bucket, ReadTx};
 
 use super::Inner;
+use super::counts::TxnOps;
 use super::meta::{CONSISTENT_INDEX, ConsistentIndex, TERM};
 use super::range::{range_keys, read_kv};
 use crate::error::{MvccError, Result};
@@ -38,6 +41,10 @@ pub struct WriteTxn<'a> {
     begin_rev: i64,
     changes: Vec<Change>,
     consistent: Option<ConsistentIndex>,
+    /// What it did, counted into the store's [`super::OpCounts`] when it ends (ranges in a
+    /// cell: reading takes `&self`).
+    ops: TxnOps,
+    ranges: Cell<u64>,
     // Dropped last: the next writer starts only after this one fully ended.
     _writer: MutexGuard<'a, ()>,
 }
@@ -53,6 +60,8 @@ impl<'a> WriteTxn<'a> {
             begin_rev,
             changes: Vec::with_capacity(4),
             consistent: None,
+            ops: TxnOps::default(),
+            ranges: Cell::new(0),
             _writer: writer,
         })
     }
@@ -111,6 +120,7 @@ impl<'a> WriteTxn<'a> {
         end: Option<&[u8]>,
         opts: &RangeOptions,
     ) -> Result<RangeResult> {
+        self.ranges.set(self.ranges.get() + 1);
         range_keys(self.inner, self.tx(), key, end, self.cur_rev(), opts)
     }
 
@@ -118,6 +128,7 @@ impl<'a> WriteTxn<'a> {
     /// (etcd's `TxnWrite.Put`). A lease must be known to the lease registry; the key's previous
     /// lease, if different, is detached.
     pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<i64> {
+        self.ops.puts += 1;
         if key.is_empty() {
             return Err(MvccError::EmptyKey);
         }
@@ -163,6 +174,7 @@ impl<'a> WriteTxn<'a> {
     /// Deletes the keys of `[key, end)` (see [`crate::request`] for `end`), returning how many
     /// were deleted and the store's revision after it (etcd's `TxnWrite.DeleteRange`).
     pub fn delete_range(&mut self, key: &[u8], end: Option<&[u8]>) -> Result<(i64, i64)> {
+        self.ops.deletes += 1;
         if key.is_empty() {
             return Err(MvccError::EmptyKey);
         }
@@ -340,6 +352,9 @@ impl<'a> WriteTxn<'a> {
     }
 
     fn finish(&mut self) -> Result<Committed> {
+        let mut ops = std::mem::take(&mut self.ops);
+        ops.ranges = self.ranges.take();
+        self.inner.counts.add_write(&ops);
         let Some(mut tx) = self.tx.take() else {
             return Ok(Committed {
                 rev: self.begin_rev,

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
@@ -63,6 +64,14 @@ type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 #[derive(Debug, Default)]
 pub struct TreeIndex {
     tree: RwLock<BTreeMap<Vec<u8>, KeyIndex>>,
+    /// How many keys are live (their last generation holds a revision), kept as they change
+    /// (etcd's `keysGauge`, which a delete decrements).
+    live: AtomicUsize,
+}
+
+/// Whether `ki`'s key exists now: its last generation holds a revision.
+fn is_live(ki: &KeyIndex) -> bool {
+    ki.generations().last().is_some_and(|g| !g.is_empty())
 }
 
 impl TreeIndex {
@@ -76,6 +85,24 @@ impl TreeIndex {
         self.tree.read().len()
     }
 
+    /// How many keys exist now (deleted keys, kept until compaction, left out).
+    pub fn live_len(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Counts a key's change from live `before` to live `after`.
+    fn account(&self, before: bool, after: bool) {
+        match (before, after) {
+            (false, true) => {
+                self.live.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
     /// Whether the index holds no key.
     pub fn is_empty(&self) -> bool {
         self.tree.read().is_empty()
@@ -85,21 +112,25 @@ impl TreeIndex {
     pub fn put(&self, key: &[u8], rev: Revision) {
         let mut tree = self.tree.write();
         if let Some(ki) = tree.get_mut(key) {
+            let before = is_live(ki);
             ki.put(rev.main, rev.sub);
+            self.account(before, is_live(ki));
         } else {
             let mut ki = KeyIndex::new(key);
             ki.put(rev.main, rev.sub);
+            self.account(false, is_live(&ki));
             tree.insert(key.to_vec(), ki);
         }
     }
 
     /// Records the deletion of `key` at `rev`; fails when the key is not live.
     pub fn tombstone(&self, key: &[u8], rev: Revision) -> Result<(), RevisionNotFound> {
-        self.tree
-            .write()
-            .get_mut(key)
-            .ok_or(RevisionNotFound)?
-            .tombstone(rev.main, rev.sub)
+        let mut tree = self.tree.write();
+        let ki = tree.get_mut(key).ok_or(RevisionNotFound)?;
+        let before = is_live(ki);
+        let done = ki.tombstone(rev.main, rev.sub);
+        self.account(before, is_live(ki));
+        done
     }
 
     /// Where `key` stood at `at_rev`, if it existed then.
@@ -203,7 +234,9 @@ impl TreeIndex {
                     next = Some(key.clone());
                     break;
                 }
+                let before = is_live(ki);
                 ki.compact(rev, &mut available);
+                self.account(before, is_live(ki));
                 if ki.is_empty() {
                     emptied.push(key.clone());
                 }
@@ -232,6 +265,7 @@ impl TreeIndex {
     pub fn restore(&self, key: &[u8], rev: Revision, tombstone: bool, created: i64, version: i64) {
         let mut tree = self.tree.write();
         if let Some(ki) = tree.get_mut(key) {
+            let before = is_live(ki);
             if tombstone {
                 if let Err(e) = ki.tombstone(rev.main, rev.sub) {
                     tracing::warn!(key = ?String::from_utf8_lossy(key), %rev, error = %e,
@@ -240,6 +274,7 @@ impl TreeIndex {
             } else {
                 ki.put(rev.main, rev.sub);
             }
+            self.account(before, is_live(ki));
             return;
         }
         let mut ki = KeyIndex::new(key);
@@ -248,12 +283,19 @@ impl TreeIndex {
         } else {
             ki.restore(Revision::new(created, 0), rev, version);
         }
+        self.account(false, is_live(&ki));
         tree.insert(key.to_vec(), ki);
     }
 
     /// Replaces (or adds) a key's whole index.
     pub fn insert(&self, ki: KeyIndex) {
-        self.tree.write().insert(ki.key().to_vec(), ki);
+        let after = is_live(&ki);
+        let before = self
+            .tree
+            .write()
+            .insert(ki.key().to_vec(), ki)
+            .is_some_and(|old| is_live(&old));
+        self.account(before, after);
     }
 }
 
@@ -265,6 +307,37 @@ mod tests {
 
     fn r(main: i64) -> Revision {
         Revision::new(main, 0)
+    }
+
+    #[test]
+    fn live_keys_are_counted_through_puts_deletes_compaction_and_restore() {
+        let ti = TreeIndex::new();
+        ti.put(b"a", r(2));
+        ti.put(b"a", r(3));
+        ti.put(b"b", r(4));
+        assert_eq!((ti.len(), ti.live_len()), (2, 2));
+        ti.tombstone(b"a", r(5)).unwrap();
+        assert!(ti.tombstone(b"a", r(6)).is_err());
+        assert_eq!((ti.len(), ti.live_len()), (2, 1));
+        ti.put(b"a", r(7));
+        assert_eq!(ti.live_len(), 2);
+        ti.tombstone(b"b", r(8)).unwrap();
+        ti.compact(9);
+        assert_eq!((ti.len(), ti.live_len()), (1, 1));
+        let restored = TreeIndex::new();
+        restored.restore(b"x", r(2), false, 2, 1);
+        restored.restore(b"y", r(3), false, 3, 1);
+        restored.restore(b"x", r(4), true, 0, 0);
+        restored.restore(b"z", r(5), true, 0, 0);
+        assert_eq!(restored.live_len(), 1);
+        let mut live = KeyIndex::new(b"y");
+        live.put(6, 0);
+        restored.insert(live);
+        assert_eq!(restored.live_len(), 1);
+        let mut fresh = KeyIndex::new(b"w");
+        fresh.put(7, 0);
+        restored.insert(fresh);
+        assert_eq!(restored.live_len(), 2);
     }
 
     #[test]

@@ -190,10 +190,10 @@ impl KvStore {
         &self.inner.backend
     }
 
-    /// How many keys the index holds: live ones and deleted ones whose history is not yet
-    /// compacted away (etcd's `etcd_debugging_mvcc_keys_total` counts the same).
+    /// How many keys exist now, deleted ones left out (etcd's
+    /// `etcd_debugging_mvcc_keys_total`, which a delete decrements).
     pub fn key_count(&self) -> usize {
-        self.inner.index.len()
+        self.inner.index.live_len()
     }
 
     /// The revision of the last write transaction that changed a key (1 for a new store).

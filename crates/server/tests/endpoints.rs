@@ -329,3 +329,49 @@ fn grpc_go_endpoint_authorities_are_taken_and_other_malformed_ones_refused() {
     // The member went on serving.
     assert!(f.ok(&["endpoint", "status"]).starts_with(&f.endpoint()));
 }
+
+/// `unixs://host:port`, the form etcd 3.4 takes for a TLS unix socket (the file `host:port` in
+/// the working directory): grpc-go names the host in TLS, so every etcdctl command family
+/// works over it, client certificate required.
+#[test]
+fn every_command_family_works_over_tls_on_a_unix_socket_in_etcds_form() {
+    /// Removes the socket file even when the test fails (the member is then killed).
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "unixs");
+    let server = ca.issue("server", "ferrocd", &["localhost", "127.0.0.1"], 2);
+    let client = ca.issue("client", "root", &[], 3);
+    let spec = MemberSpec::new("default");
+    // Relative to the working directory, which ferrocd and etcdctl share with this test.
+    let name = format!("localhost:{}", common::free_port());
+    let _remove = Remove(std::path::PathBuf::from(&name));
+    let listen = format!("{},unixs://{name}", spec.client_url());
+    let cacert = format!("--cacert={}", ca.cert_str());
+    let cert = format!("--cert={}", client.cert_str());
+    let key = format!("--key={}", client.key_str());
+    let mut f = Ferrocd::start_single(
+        spec,
+        &[
+            "--listen-client-urls",
+            &listen,
+            "--cert-file",
+            server.cert_str(),
+            "--key-file",
+            server.key_str(),
+            "--trusted-ca-file",
+            ca.cert_str(),
+        ],
+        &[],
+    );
+    every_command_family(&f, &format!("unixs://{name}"), &[&cacert, &cert, &key]);
+    f.terminate(Duration::from_secs(10));
+    assert!(
+        !std::path::Path::new(&name).exists(),
+        "the socket file outlived the member"
+    );
+}

@@ -463,34 +463,11 @@ impl rustls::client::ResolvesClientCert for ReloadingCertifiedKey {
 /// their files change. A certificate is required, as etcd requires one whenever it has a CA.
 #[derive(Debug)]
 struct ReloadingClientVerifier {
-    ca: PathBuf,
-    crl: Option<PathBuf>,
+    trust: TrustFiles<Arc<dyn ClientCertVerifier>>,
     allowed: AllowedIdentity,
-    provider: Arc<CryptoProvider>,
-    verifier: FileBacked<Arc<dyn ClientCertVerifier>>,
 }
 
 impl ReloadingClientVerifier {
-    fn new(
-        ca: &Path,
-        crl: Option<&Path>,
-        allowed: AllowedIdentity,
-        provider: Arc<CryptoProvider>,
-    ) -> Result<ReloadingClientVerifier, TlsError> {
-        let mut paths = vec![ca.to_path_buf()];
-        paths.extend(crl.map(Path::to_path_buf));
-        let verifier = FileBacked::load("trusted CA and CRL", paths, || {
-            Self::build(ca, crl, &provider)
-        })?;
-        Ok(ReloadingClientVerifier {
-            ca: ca.to_path_buf(),
-            crl: crl.map(Path::to_path_buf),
-            allowed,
-            provider,
-            verifier,
-        })
-    }
-
     fn build(
         ca: &Path,
         crl: Option<&Path>,
@@ -511,8 +488,46 @@ impl ReloadingClientVerifier {
     }
 
     fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        self.trust.current()
+    }
+}
+
+/// Makes a verifier from the trusted CA file, the CRL file and the crypto provider.
+type BuildVerifier<T> = fn(&Path, Option<&Path>, &Arc<CryptoProvider>) -> Result<T, TlsError>;
+
+/// A verifier made from the trusted CA and CRL files, made again when one of them changed.
+#[derive(Debug)]
+struct TrustFiles<T> {
+    ca: PathBuf,
+    crl: Option<PathBuf>,
+    provider: Arc<CryptoProvider>,
+    build: BuildVerifier<T>,
+    verifier: FileBacked<T>,
+}
+
+impl<T: Clone> TrustFiles<T> {
+    fn load(
+        what: &'static str,
+        ca: &Path,
+        crl: Option<&Path>,
+        provider: Arc<CryptoProvider>,
+        build: BuildVerifier<T>,
+    ) -> Result<TrustFiles<T>, TlsError> {
+        let mut paths = vec![ca.to_path_buf()];
+        paths.extend(crl.map(Path::to_path_buf));
+        let verifier = FileBacked::load(what, paths, || build(ca, crl, &provider))?;
+        Ok(TrustFiles {
+            ca: ca.to_path_buf(),
+            crl: crl.map(Path::to_path_buf),
+            provider,
+            build,
+            verifier,
+        })
+    }
+
+    fn current(&self) -> T {
         self.verifier
-            .current(|| Self::build(&self.ca, self.crl.as_deref(), &self.provider))
+            .current(|| (self.build)(&self.ca, self.crl.as_deref(), &self.provider))
     }
 }
 
@@ -566,7 +581,8 @@ impl ClientCertVerifier for ReloadingClientVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
+        self.trust
+            .provider
             .signature_verification_algorithms
             .supported_schemes()
     }
@@ -577,34 +593,11 @@ impl ClientCertVerifier for ReloadingClientVerifier {
 /// then the allowed identity.
 #[derive(Debug)]
 struct ReloadingServerVerifier {
-    ca: PathBuf,
-    crl: Option<PathBuf>,
+    trust: TrustFiles<Arc<rustls::client::WebPkiServerVerifier>>,
     allowed: AllowedIdentity,
-    provider: Arc<CryptoProvider>,
-    verifier: FileBacked<Arc<rustls::client::WebPkiServerVerifier>>,
 }
 
 impl ReloadingServerVerifier {
-    fn new(
-        ca: &Path,
-        crl: Option<&Path>,
-        allowed: AllowedIdentity,
-        provider: Arc<CryptoProvider>,
-    ) -> Result<ReloadingServerVerifier, TlsError> {
-        let mut paths = vec![ca.to_path_buf()];
-        paths.extend(crl.map(Path::to_path_buf));
-        let verifier = FileBacked::load("trusted CA and CRL (dialing)", paths, || {
-            Self::build(ca, crl, &provider)
-        })?;
-        Ok(ReloadingServerVerifier {
-            ca: ca.to_path_buf(),
-            crl: crl.map(Path::to_path_buf),
-            allowed,
-            provider,
-            verifier,
-        })
-    }
-
     fn build(
         ca: &Path,
         crl: Option<&Path>,
@@ -627,8 +620,7 @@ impl ReloadingServerVerifier {
     }
 
     fn current(&self) -> Arc<rustls::client::WebPkiServerVerifier> {
-        self.verifier
-            .current(|| Self::build(&self.ca, self.crl.as_deref(), &self.provider))
+        self.trust.current()
     }
 }
 
@@ -671,7 +663,8 @@ impl ServerCertVerifier for ReloadingServerVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
+        self.trust
+            .provider
             .signature_verification_algorithms
             .supported_schemes()
     }
@@ -743,12 +736,16 @@ impl TlsInfo {
             .map_err(|e| TlsError::Rustls(e.to_string()))?;
         let builder = match (&self.trusted_ca_file, self.self_signed) {
             (Some(ca), false) => {
-                builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier::new(
-                    ca,
-                    self.crl_file.as_deref(),
-                    AllowedIdentity::of(self),
-                    Arc::clone(&provider),
-                )?))
+                builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier {
+                    trust: TrustFiles::load(
+                        "trusted CA and CRL",
+                        ca,
+                        self.crl_file.as_deref(),
+                        Arc::clone(&provider),
+                        ReloadingClientVerifier::build,
+                    )?,
+                    allowed: AllowedIdentity::of(self),
+                }))
             }
             (None, false) if self.client_cert_auth => {
                 return Err(TlsError::Rustls(
@@ -781,12 +778,16 @@ impl TlsInfo {
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider))),
             (Some(ca), false) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ReloadingServerVerifier::new(
-                    ca,
-                    self.crl_file.as_deref(),
-                    AllowedIdentity::of(self),
-                    Arc::clone(&provider),
-                )?)),
+                .with_custom_certificate_verifier(Arc::new(ReloadingServerVerifier {
+                    trust: TrustFiles::load(
+                        "trusted CA and CRL (dialing)",
+                        ca,
+                        self.crl_file.as_deref(),
+                        Arc::clone(&provider),
+                        ReloadingServerVerifier::build,
+                    )?,
+                    allowed: AllowedIdentity::of(self),
+                })),
             (None, false) => {
                 return Err(TlsError::Rustls(
                     "dialing over TLS needs a trusted CA to verify the other side's certificate"

@@ -3,7 +3,6 @@
 //! and always killed (on drop).
 
 use std::fmt;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,15 +69,9 @@ pub(crate) struct Footprint {
     pub(crate) disk: u64,
 }
 
-/// `n` distinct free ports on 127.0.0.1 (bound together, then released).
+/// `n` distinct free ports on 127.0.0.1 ([`testkit::ports`]).
 fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("finding a free port"))
-        .collect::<Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr().context("a bound port")?.port()))
-        .collect()
+    testkit::free_ports(n).context("finding free ports")
 }
 
 /// A CA and a server certificate for 127.0.0.1, made for a benchmark with client TLS: both
@@ -401,14 +394,6 @@ mod tests {
         let used = disk_usage(dir.path()).unwrap();
         assert!(used >= 10_000, "{used}");
         assert_eq!(disk_usage(&dir.path().join("missing")).unwrap(), 0);
-    }
-
-    #[test]
-    fn free_ports_are_distinct() {
-        let mut ports = free_ports(6).unwrap();
-        ports.sort_unstable();
-        ports.dedup();
-        assert_eq!(ports.len(), 6);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! member replaced by a new one on a wiped data directory. Every process is killed when the
 //! cluster is dropped.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -56,12 +56,9 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
     move |source| ClusterError::Io { what, source }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the member to bind).
+/// A free TCP port on 127.0.0.1 for a member or proxy to bind ([`testkit::ports`]).
 pub fn free_port() -> Result<u16, ClusterError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(io("finding a free port"))
+    testkit::free_port().map_err(io("finding a free port"))
 }
 
 /// One member: its ports, files and (when running) process.

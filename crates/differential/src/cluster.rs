@@ -1,7 +1,6 @@
 //! Starting etcd and ferrocd clusters on free 127.0.0.1 ports in temporary data directories,
 //! waiting (bounded) until they serve linearizable reads, and killing them on drop.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -131,17 +130,9 @@ impl Drop for Cluster {
     }
 }
 
-/// Reserves `n` distinct free ports: all are bound at once, then released together.
+/// `n` distinct free ports ([`testkit::ports`]).
 fn free_ports(n: usize) -> Result<Vec<u16>, ClusterError> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io("binding a free port"))?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io("reading a free port"))
+    testkit::free_ports(n).map_err(io("finding free ports"))
 }
 
 fn log_tail(log: &Path) -> String {

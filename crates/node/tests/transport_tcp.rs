@@ -53,12 +53,9 @@ fn url(t: &TcpTransport) -> String {
     format!("http://{}", t.local_addrs()[0])
 }
 
-/// A free port: bound, then released.
+/// A free port on 127.0.0.1 ([`testkit::ports`]).
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], testkit::free_port().unwrap()))
 }
 
 fn app(from: u64, to: u64, index: u64) -> Message {

@@ -6,7 +6,7 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,12 +14,9 @@ use std::time::{Duration, Instant};
 /// Where Debian installs etcdctl 3.4.
 pub const ETCDCTL: &str = "/usr/bin/etcdctl";
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port on 127.0.0.1 that no other test of this process gets ([`testkit::ports`]).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    testkit::free_port().expect("no free port")
 }
 
 pub mod curl;
@@ -146,6 +143,9 @@ fn spawn(
         .args(["--initial-cluster-token", "test-cluster"])
         .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
         .args(extra)
+        // A start-up error's message, not a page of anyhow backtrace, ends up in the log tail
+        // (panics still print backtraces under RUST_BACKTRACE).
+        .env("RUST_LIB_BACKTRACE", "0")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())

@@ -614,3 +614,48 @@ fn dropping_the_store_disconnects_streams() {
         Err(WatchError::Closed)
     );
 }
+
+#[test]
+fn an_async_task_receives_events_with_prev_kv_then_the_disconnection() {
+    let (_dir, store) = temp(fast());
+    let s = store.watch_stream();
+    s.watch(None, b"k", None, 0, WatchFilters::default(), true)
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let store = Arc::new(store);
+    let writer = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            // Give the task time to wait on an empty channel first.
+            std::thread::sleep(Duration::from_millis(50));
+            for i in 0..20 {
+                put(&store, "k", &format!("v{i}"));
+            }
+        })
+    };
+    let values = rt.block_on(async {
+        let mut values = Vec::new();
+        while values.len() < 20 {
+            let resp = tokio::time::timeout(WAIT, s.recv_async())
+                .await
+                .unwrap()
+                .unwrap();
+            for ev in resp.events {
+                let prev = ev.prev_kv.map(|p| String::from_utf8(p.value).unwrap());
+                values.push((String::from_utf8(ev.kv.value).unwrap(), prev));
+            }
+        }
+        values
+    });
+    writer.join().unwrap();
+    let want: Vec<(String, Option<String>)> = (0..20)
+        .map(|i| (format!("v{i}"), (i > 0).then(|| format!("v{}", i - 1))))
+        .collect();
+    assert_eq!(values, want);
+    drop(Arc::into_inner(store).unwrap());
+    let end = rt.block_on(async { tokio::time::timeout(WAIT, s.recv_async()).await });
+    assert!(end.unwrap().is_none(), "the store's end ends the wait");
+}

@@ -284,3 +284,43 @@ async fn a_watch_outlives_the_end_of_its_requests() {
     assert_eq!(event.events.len(), 1);
     assert_eq!(event.events[0].kv.as_ref().unwrap().value, b"after");
 }
+
+/// Watch streams are tasks, not threads: a thousand of them (each on its own gRPC stream, as
+/// kube-apiserver opens them) leave the member's thread count where it was, and every one gets
+/// the event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_watch_streams_hold_no_thread_each() {
+    const STREAMS: usize = 1000;
+    let f = Ferrocd::start();
+    let mut c = client(&f).await;
+    let before = f.threads();
+    let mut streams = Vec::with_capacity(STREAMS);
+    for _ in 0..STREAMS {
+        let mut stream = timeout(T, c.watch("hot", None)).await.unwrap().unwrap();
+        let created = timeout(T, stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(created.created());
+        streams.push(stream);
+    }
+    let during = f.threads();
+    // A constant margin for threads the member may start on its own (a compaction, a
+    // snapshot), nowhere near one per stream.
+    assert!(
+        during <= before + 16,
+        "{during} threads with {STREAMS} watch streams, {before} before"
+    );
+    let put = c.put("hot", "v", None).await.unwrap();
+    let rev = put.header().unwrap().revision();
+    for stream in &mut streams {
+        let resp = timeout(T, stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.events().len(), 1);
+        assert_eq!(resp.events()[0].kv().unwrap().mod_revision(), rev);
+    }
+}

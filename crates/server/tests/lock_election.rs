@@ -413,3 +413,56 @@ async fn election_errors_follow_etcd() {
         (tonic::Code::Unknown, "election: not leader".to_owned())
     );
 }
+
+/// A Lock call waiting for its turn waits on a task, not a thread: two hundred waiters leave
+/// the member's thread count where it was, and unlocking hands the lock to the oldest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_lock_calls_hold_no_thread_each() {
+    const WAITERS: usize = 200;
+    let f = Ferrocd::start();
+    let mut c = client(&f).await;
+    let holder = grant(&mut c, 60).await;
+    let held = within(c.lock("busy", Some(LockOptions::new().with_lease(holder))))
+        .await
+        .unwrap();
+    let before = f.threads();
+    let (won_tx, mut won_rx) = mpsc::unbounded_channel();
+    let mut waiters = Vec::with_capacity(WAITERS);
+    for i in 0..WAITERS {
+        let lease = grant(&mut c, 60).await;
+        let mut waiter = c.clone();
+        let won = won_tx.clone();
+        waiters.push(tokio::spawn(async move {
+            if let Ok(r) = waiter
+                .lock("busy", Some(LockOptions::new().with_lease(lease)))
+                .await
+            {
+                let _ = won.send((i, r.key().to_vec()));
+            }
+        }));
+        // One at a time, so that the oldest waiter is the first spawned.
+        let deadline = tokio::time::Instant::now() + T;
+        while keys_under(&mut c, "busy/").await.len() < i + 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waiter {i} not queued"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let during = f.threads();
+    assert!(
+        during <= before + 16,
+        "{during} threads with {WAITERS} waiting locks, {before} before"
+    );
+    within(c.unlock(held.key())).await.unwrap();
+    let (first, key) = within(won_rx.recv()).await.unwrap();
+    assert_eq!(first, 0, "the oldest waiter gets the lock");
+    assert_eq!(
+        keys_under(&mut c, "busy/").await[0].as_bytes(),
+        key.as_slice()
+    );
+    for w in waiters {
+        w.abort();
+    }
+}

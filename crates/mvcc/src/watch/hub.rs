@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use storage_api::{Bucket, ReadTx};
 
+use super::channel::{self, ResponseReceiver, ResponseSender};
 use super::event::EventBatch;
 use super::group::{Group, KeyRange, WatcherUid};
 use super::watcher::{Place, Sent, WatchFilters, Watcher};
@@ -27,7 +28,7 @@ pub const PROGRESS_ALL_ID: WatchId = -1;
 
 /// A stream's channel and watchers.
 struct StreamEntry {
-    tx: Sender<WatchResponse>,
+    tx: ResponseSender,
     watchers: HashSet<WatcherUid>,
 }
 
@@ -123,9 +124,9 @@ impl Hub {
     }
 
     /// Registers a stream and returns its ID and the receiving end of its channel.
-    pub(crate) fn open_stream(&self) -> (u64, Receiver<WatchResponse>) {
+    pub(crate) fn open_stream(&self) -> (u64, ResponseReceiver) {
         let mut st = self.state.lock();
-        let (tx, rx) = crossbeam_channel::bounded(self.config.chan_buf_len.max(1));
+        let (tx, rx) = channel::bounded(self.config.chan_buf_len);
         st.next_stream += 1;
         let sid = st.next_stream;
         if !st.closed {
@@ -610,7 +611,7 @@ mod tests {
         store.put(&PutRequest::new(k, "v")).unwrap().revision
     }
 
-    fn revs(rx: &Receiver<WatchResponse>) -> Vec<i64> {
+    fn revs(rx: &ResponseReceiver) -> Vec<i64> {
         rx.try_iter()
             .flat_map(|r| r.events)
             .map(|e| e.kv.mod_revision)

@@ -14,6 +14,7 @@
 //! - [`WatchStream`]: a consumer's set of watches sharing one bounded channel of
 //!   [`WatchResponse`]s, with cancellation and progress notifications.
 
+mod channel;
 mod error;
 mod event;
 mod group;

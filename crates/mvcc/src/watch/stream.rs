@@ -7,9 +7,10 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{RecvTimeoutError, TryRecvError};
 use parking_lot::Mutex;
 
+use super::channel::ResponseReceiver;
 use super::group::{KeyRange, WatcherUid};
 use super::hub::Hub;
 use super::watchable::Shared;
@@ -35,7 +36,7 @@ pub struct WatchStream {
     sid: u64,
     hub: Arc<Hub>,
     shared: Weak<Shared>,
-    rx: Receiver<WatchResponse>,
+    rx: ResponseReceiver,
     watches: Mutex<Watches>,
 }
 
@@ -136,15 +137,18 @@ impl WatchStream {
         self.hub.rev()
     }
 
-    /// The raw channel, for `select!`: responses taken from it lack `prev_kv` until passed to
-    /// [`WatchStream::fill_prev_kv`].
-    pub fn receiver(&self) -> &Receiver<WatchResponse> {
-        &self.rx
+    /// Waits for the next response, blocking the thread; `None` once the store is gone.
+    pub fn recv(&self) -> Option<WatchResponse> {
+        let mut resp = self.rx.recv()?;
+        self.fill_prev_kv(&mut resp);
+        Some(resp)
     }
 
-    /// Waits for the next response; `None` once the store is gone.
-    pub fn recv(&self) -> Option<WatchResponse> {
-        let mut resp = self.rx.recv().ok()?;
+    /// Waits for the next response without blocking the thread (for async servers, which
+    /// then need no thread per stream); `None` once the store is gone. Cancel safe: no
+    /// response is lost when the future is dropped before it completes.
+    pub async fn recv_async(&self) -> Option<WatchResponse> {
+        let mut resp = self.rx.recv_async().await?;
         self.fill_prev_kv(&mut resp);
         Some(resp)
     }

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 
+use super::channel::ResponseSender;
 use super::group::KeyRange;
 use super::{Event, EventKind, WatchId, WatchResponse};
 
@@ -71,7 +72,7 @@ pub(crate) struct Watcher {
     /// Which state it is in.
     pub(crate) place: Place,
     /// Its stream's channel (shared with the stream's other watchers).
-    pub(crate) tx: Sender<WatchResponse>,
+    pub(crate) tx: ResponseSender,
 }
 
 impl Watcher {
@@ -133,8 +134,8 @@ mod tests {
     fn watcher(
         filters: WatchFilters,
         cap: usize,
-    ) -> (Watcher, crossbeam_channel::Receiver<WatchResponse>) {
-        let (tx, rx) = crossbeam_channel::bounded(cap);
+    ) -> (Watcher, super::super::channel::ResponseReceiver) {
+        let (tx, rx) = super::super::channel::bounded(cap);
         let w = Watcher {
             id: 7,
             stream: 1,

@@ -7,14 +7,11 @@
 //! into a plain Go error (`rpctypes.EtcdError`), which grpc-go then sends with code Unknown and
 //! the same message ([`client_error`]).
 
+use mvcc::{EventKind, WatchFilters, WatchResponse, WatchStream, WatchableStore};
+use node::Node;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
-
-use crossbeam_channel::RecvTimeoutError;
-use mvcc::{EventKind, WatchFilters, WatchResponse, WatchStream, WatchableStore};
-use node::Node;
 use tokio::sync::mpsc;
 use tonic::{Request, Status};
 
@@ -29,9 +26,6 @@ use crate::proto::mvccpb;
 
 /// The TTL of the lease a session grants when given none (clientv3's `defaultSessionTTL`).
 const SESSION_TTL: i64 = 60;
-
-/// How often a watch's forwarding thread looks at whether its receiver is gone.
-const POLL: Duration = Duration::from_millis(100);
 
 /// A status as etcd's lock and election servers send it: one of etcd's own errors that
 /// clientv3's `rpctypes.Error` knows by its message (every one but `NotSupportedForLearner`)
@@ -308,10 +302,10 @@ impl Drop for OnCancel {
     }
 }
 
-/// One watch on this member's store. The store's channel blocks, so a thread of the watch's
-/// own forwards its responses; dropping the watcher ends the watch and, within [`POLL`], the
-/// thread. A store replaced by a snapshot install is watched again from where the old one
-/// left off, as clientv3 resumes a broken watch.
+/// One watch on this member's store, forwarded by a task of its own (so that a lock or an
+/// election waiting on it holds no thread); dropping the watcher ends the watch and the task.
+/// A store replaced by a snapshot install is watched again from where the old one left off,
+/// as clientv3 resumes a broken watch.
 pub(crate) struct Watcher {
     rx: mpsc::Receiver<WatchResponse>,
 }
@@ -334,10 +328,9 @@ impl Watcher {
             next_rev: start_rev,
             tx,
         };
-        std::thread::Builder::new()
-            .name("recipe-watch".into())
-            .spawn(move || forward.run(stream))
+        let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| Status::internal(format!("etcdserver: cannot start a watch: {e}")))?;
+        runtime.spawn(forward.run(stream));
         Ok(Watcher { rx })
     }
 
@@ -360,7 +353,7 @@ fn open(
     Ok(stream)
 }
 
-/// A watcher's thread.
+/// A watcher's task.
 struct Forward {
     node: Node,
     /// The store watched (not kept alive: its dropping is what tells it was replaced).
@@ -373,24 +366,23 @@ struct Forward {
 }
 
 impl Forward {
-    fn run(mut self, mut stream: WatchStream) {
+    async fn run(mut self, mut stream: WatchStream) {
         loop {
-            match stream.recv_timeout(POLL) {
-                Ok(resp) => {
+            let next = tokio::select! {
+                resp = stream.recv_async() => resp,
+                () = self.tx.closed() => return,
+            };
+            match next {
+                Some(resp) => {
                     if let Some(last) = resp.events.last() {
                         self.next_rev = last.revision() + 1;
                     }
                     let canceled = resp.canceled;
-                    if self.tx.blocking_send(resp).is_err() || canceled {
+                    if self.tx.send(resp).await.is_err() || canceled {
                         return;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.tx.is_closed() {
-                        return;
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
+                None => {
                     let current = self.node.watchable_store();
                     if std::ptr::eq(Arc::as_ptr(&current), self.store.as_ptr()) {
                         return;

@@ -1,17 +1,18 @@
 //! etcd's `Watch` service: one bidirectional stream carries many watches.
 //!
-//! Each gRPC stream gets one [`mvcc::WatchStream`] and one thread that owns it: the thread
-//! serves the client's create / cancel / progress requests and forwards the store's responses,
-//! in order, so a watch's `created` response always precedes its events (as in etcd's
-//! `serverWatchStream`). The store never waits for the client: its channel is bounded and a
-//! slow watcher is caught up from the backend later.
+//! Each gRPC stream gets one [`mvcc::WatchStream`] and one async task that owns it (no thread:
+//! a member serves tens of thousands of streams on a few runtime threads, as etcd serves them on
+//! goroutines). The task serves the client's create / cancel / progress requests and forwards
+//! the store's responses, in order, so a watch's `created` response always precedes its events
+//! (as in etcd's `serverWatchStream`). The store never waits for the client: its channel is
+//! bounded and a slow watcher is caught up from the backend later.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, select};
 use mvcc::watch::{EventKind, PROGRESS_ALL_ID, WatchFilters, WatchStream};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -23,8 +24,8 @@ use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::watch_server::Watch;
 use crate::proto::mvccpb;
 
-/// How often the stream thread looks at timers and at whether the client went away.
-const POLL: Duration = Duration::from_millis(100);
+/// How often a stream-wide progress request that found an unsynced watch is retried.
+const PROGRESS_RETRY: Duration = Duration::from_millis(100);
 
 /// The Watch service.
 #[derive(Debug, Clone)]
@@ -49,14 +50,9 @@ impl Watch for WatchService {
     ) -> Result<Response<BoxStream<pb::WatchResponse>>, Status> {
         let mut incoming = request.into_inner();
         let (out_tx, out_rx) = mpsc::channel(128);
-        let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<RequestUnion>();
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel::<RequestUnion>();
         let stream = self.ctx.node.watchable_store().watch_stream();
-        let ctx = self.ctx.clone();
-        let thread_out = out_tx.clone();
-        std::thread::Builder::new()
-            .name("watch-stream".into())
-            .spawn(move || StreamThread::new(ctx, stream, thread_out).run(&ctl_rx))
-            .map_err(|e| Status::internal(format!("etcdserver: cannot start a watch: {e}")))?;
+        tokio::spawn(StreamTask::new(self.ctx.clone(), stream, out_tx.clone()).run(ctl_rx));
         tokio::spawn(async move {
             loop {
                 match incoming.message().await {
@@ -71,7 +67,7 @@ impl Watch for WatchService {
                     // error then, and its watches go on until the stream itself ends (the JSON
                     // gateway's watch depends on it: curl's body ends after one request). The
                     // stream ends when the client drops it; dropping `ctl_tx` then stops the
-                    // thread.
+                    // task.
                     Ok(None) => {
                         out_tx.closed().await;
                         break;
@@ -97,7 +93,8 @@ struct WatchOpts {
     active: bool,
 }
 
-struct StreamThread {
+/// The task serving one gRPC watch stream.
+struct StreamTask {
     ctx: Ctx,
     stream: WatchStream,
     out: Out,
@@ -106,10 +103,10 @@ struct StreamThread {
     next_progress: Instant,
 }
 
-impl StreamThread {
-    fn new(ctx: Ctx, stream: WatchStream, out: Out) -> StreamThread {
+impl StreamTask {
+    fn new(ctx: Ctx, stream: WatchStream, out: Out) -> StreamTask {
         let next_progress = Instant::now() + ctx.progress_notify_interval;
-        StreamThread {
+        StreamTask {
             ctx,
             stream,
             out,
@@ -125,35 +122,45 @@ impl StreamThread {
         h
     }
 
-    /// Sends to the client; false once it is gone.
-    fn send(&self, resp: pb::WatchResponse) -> bool {
-        self.out.blocking_send(Ok(resp)).is_ok()
+    /// Sends to the client (waiting while its window is full); false once it is gone.
+    async fn send(&self, resp: pb::WatchResponse) -> bool {
+        self.out.send(Ok(resp)).await.is_ok()
     }
 
-    fn run(mut self, ctl: &Receiver<RequestUnion>) {
+    /// When the timers next need a look.
+    fn next_tick(&self) -> Instant {
+        if self.progress_all_pending {
+            self.next_progress.min(Instant::now() + PROGRESS_RETRY)
+        } else {
+            self.next_progress
+        }
+    }
+
+    async fn run(mut self, mut ctl: mpsc::UnboundedReceiver<RequestUnion>) {
         loop {
-            let keep_going = select! {
-                recv(ctl) -> msg => match msg {
-                    Ok(u) => self.control(u),
-                    Err(_) => false,
+            let tick = self.next_tick();
+            // Every branch's future is cancel safe, and all are dropped before a handler
+            // runs: a response is either forwarded or still queued in the store's channel.
+            let keep_going = tokio::select! {
+                msg = ctl.recv() => match msg {
+                    Some(u) => self.control(u).await,
+                    None => false,
                 },
-                recv(self.stream.receiver()) -> resp => match resp {
-                    Ok(mut r) => {
-                        self.stream.fill_prev_kv(&mut r);
-                        self.forward(r)
-                    }
-                    Err(_) => {
+                resp = self.stream.recv_async() => match resp {
+                    Some(r) => self.forward(r).await,
+                    None => {
                         // The store was closed or replaced (snapshot install): the client
                         // must watch again.
-                        let _ = self.out.blocking_send(Err(Status::unavailable(
+                        let _ = self.out.send(Err(Status::unavailable(
                             "etcdserver: watch store closed, retry the watch",
-                        )));
+                        ))).await;
                         false
                     }
                 },
-                default(POLL) => true,
+                () = self.out.closed() => false,
+                () = tokio::time::sleep_until(tick) => true,
             };
-            if !keep_going || self.out.is_closed() {
+            if !keep_going {
                 return;
             }
             self.timers();
@@ -179,19 +186,21 @@ impl StreamThread {
         }
     }
 
-    fn control(&mut self, u: RequestUnion) -> bool {
+    async fn control(&mut self, u: RequestUnion) -> bool {
         match u {
-            RequestUnion::CreateRequest(c) => self.create(c),
+            RequestUnion::CreateRequest(c) => self.create(c).await,
             RequestUnion::CancelRequest(c) => {
                 if self.stream.cancel(c.watch_id).is_ok() {
                     self.watches.remove(&c.watch_id);
                     let h = self.header(self.stream.rev());
-                    return self.send(pb::WatchResponse {
-                        header: Some(h),
-                        watch_id: c.watch_id,
-                        canceled: true,
-                        ..Default::default()
-                    });
+                    return self
+                        .send(pb::WatchResponse {
+                            header: Some(h),
+                            watch_id: c.watch_id,
+                            canceled: true,
+                            ..Default::default()
+                        })
+                        .await;
                 }
                 true
             }
@@ -205,7 +214,7 @@ impl StreamThread {
         }
     }
 
-    fn create(&mut self, c: pb::WatchCreateRequest) -> bool {
+    async fn create(&mut self, c: pb::WatchCreateRequest) -> bool {
         // etcd: an empty key is "\x00", the smallest key; an end of "\x00" is every key from
         // `key` on.
         let key = if c.key.is_empty() { vec![0] } else { c.key };
@@ -254,10 +263,10 @@ impl StreamThread {
                 ..Default::default()
             },
         };
-        self.send(resp)
+        self.send(resp).await
     }
 
-    fn forward(&mut self, r: mvcc::WatchResponse) -> bool {
+    async fn forward(&mut self, r: mvcc::WatchResponse) -> bool {
         let opts = if r.watch_id == PROGRESS_ALL_ID {
             WatchOpts::default()
         } else {
@@ -287,11 +296,14 @@ impl StreamThread {
             events: r.events.into_iter().map(event).collect(),
         };
         if opts.fragment {
-            fragments(resp, self.ctx.max_request_bytes)
-                .into_iter()
-                .all(|f| self.send(f))
+            for f in fragments(resp, self.ctx.max_request_bytes) {
+                if !self.send(f).await {
+                    return false;
+                }
+            }
+            true
         } else {
-            self.send(resp)
+            self.send(resp).await
         }
     }
 }

@@ -333,6 +333,17 @@ impl Ferrocd {
         self.child.as_ref().map(Child::id).expect("running")
     }
 
+    /// How many threads the running process has (`Threads:` in `/proc/PID/status`).
+    pub fn threads(&self) -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("a Threads: line")
+    }
+
     /// Runs etcdctl against this member.
     pub fn ctl(&self, args: &[&str]) -> Output {
         let mut all: Vec<&str> = self.ctl_flags.iter().map(String::as_str).collect();

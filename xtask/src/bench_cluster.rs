@@ -67,6 +67,8 @@ pub(crate) struct Footprint {
     pub(crate) hwm: u64,
     /// Bytes allocated on disk by the data directory.
     pub(crate) disk: u64,
+    /// The most threads seen while the workload ran ([`Cluster::sample_threads`]).
+    pub(crate) threads: u64,
 }
 
 /// `n` distinct free ports on 127.0.0.1 ([`testkit::ports`]).
@@ -275,16 +277,30 @@ impl Cluster {
         out
     }
 
-    /// The largest member's memory and on-disk size, now.
-    pub(crate) fn footprint(&self) -> Result<Footprint> {
-        let mut f = Footprint::default();
+    /// The largest member's memory and on-disk size, now; `threads` as sampled.
+    pub(crate) fn footprint(&self, threads: u64) -> Result<Footprint> {
+        let mut f = Footprint {
+            threads,
+            ..Footprint::default()
+        };
         for m in &self.members {
-            let (rss, hwm) = memory(m.child.id())?;
-            f.rss = f.rss.max(rss);
-            f.hwm = f.hwm.max(hwm);
+            let s = status(m.child.id())?;
+            f.rss = f.rss.max(s.rss);
+            f.hwm = f.hwm.max(s.hwm);
+            f.threads = f.threads.max(s.threads);
             f.disk = f.disk.max(disk_usage(&m.data_dir)?);
         }
         Ok(f)
+    }
+
+    /// The largest member's thread count now (called while a workload runs: a server that
+    /// starts a thread per stream shows it only then).
+    pub(crate) fn sample_threads(&self) -> Result<u64> {
+        let mut most = 0;
+        for m in &self.members {
+            most = most.max(status(m.child.id())?.threads);
+        }
+        Ok(most)
     }
 }
 
@@ -314,24 +330,39 @@ pub(crate) fn plural(members: usize) -> String {
     }
 }
 
-/// `VmRSS` and `VmHWM` of process `pid`, in bytes, from `/proc/PID/status`.
-fn memory(pid: u32) -> Result<(u64, u64)> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    Ok(parse_memory(&status))
+/// What `/proc/PID/status` says of a process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ProcStatus {
+    /// `VmRSS`, in bytes.
+    rss: u64,
+    /// `VmHWM`, in bytes.
+    hwm: u64,
+    /// `Threads`.
+    threads: u64,
 }
 
-/// `VmRSS` and `VmHWM` (kB in the file) in bytes; 0 when absent.
-fn parse_memory(status: &str) -> (u64, u64) {
+/// `/proc/PID/status` of process `pid`.
+fn status(pid: u32) -> Result<ProcStatus> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    Ok(parse_status(&status))
+}
+
+/// `VmRSS` and `VmHWM` (kB in the file) in bytes, and `Threads`; 0 when absent.
+fn parse_status(status: &str) -> ProcStatus {
     let field = |name: &str| {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    ProcStatus {
+        rss: field("VmRSS:") * 1024,
+        hwm: field("VmHWM:") * 1024,
+        threads: field("Threads:"),
+    }
 }
 
 /// Bytes allocated on disk under `path` (as `du` counts them: sparse files count what they use).
@@ -380,10 +411,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_fields_are_read_in_bytes() {
+    fn status_fields_are_read_memory_in_bytes() {
         let status = "Name:\tetcd\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nThreads:\t9\n";
-        assert_eq!(parse_memory(status), (1024 * 1024, 2048 * 1024));
-        assert_eq!(parse_memory("Name: x\n"), (0, 0));
+        let want = ProcStatus {
+            rss: 1024 * 1024,
+            hwm: 2048 * 1024,
+            threads: 9,
+        };
+        assert_eq!(parse_status(status), want);
+        assert_eq!(parse_status("Name: x\n"), ProcStatus::default());
     }
 
     #[test]

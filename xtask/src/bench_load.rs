@@ -522,13 +522,14 @@ pub(crate) fn run(
 /// A measurement in one line, for the console.
 fn one_line(m: &Measurement) -> String {
     format!(
-        "{:.0} ops/s, p50 {:.3} ms, p99 {:.3} ms, {} errors, RSS {:.1} MiB (peak {:.1}), disk {:.1} MiB, load {} -> {}",
+        "{:.0} ops/s, p50 {:.3} ms, p99 {:.3} ms, {} errors, RSS {:.1} MiB (peak {:.1}), {} threads (peak), disk {:.1} MiB, load {} -> {}",
         m.num("throughput").unwrap_or(0.0),
         m.latency("p50").unwrap_or(0.0),
         m.latency("p99").unwrap_or(0.0),
         m.num("errors").unwrap_or(0.0),
         mib(m.footprint.rss),
         mib(m.footprint.hwm),
+        m.footprint.threads,
         mib(m.footprint.disk),
         m.load_before,
         m.load_after
@@ -575,10 +576,12 @@ fn measure(
         .spawn()
         .with_context(|| format!("starting {}", bins.bench.display()))?;
     let deadline = Instant::now() + Duration::from_secs(max_secs);
+    let mut threads = 0;
     let status = loop {
         if let Some(status) = child.try_wait().context("waiting for ferrocd-bench")? {
             break status;
         }
+        threads = threads.max(cluster.sample_threads()?);
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
@@ -591,7 +594,7 @@ fn measure(
         bail!("ferrocd-bench failed ({status})");
     }
     cluster.check_alive()?;
-    let footprint = cluster.footprint()?;
+    let footprint = cluster.footprint(threads)?;
     drop(cluster);
     let load_after = load_average();
     let text = std::fs::read_to_string(out.path()).context("reading ferrocd-bench's result")?;
@@ -635,6 +638,7 @@ struct Cell {
     rss: f64,
     hwm: f64,
     disk: f64,
+    threads: f64,
 }
 
 /// The medians of every cell, in report order.
@@ -667,6 +671,7 @@ impl Table {
                         rss: med(&|m| Some(mib(m.footprint.rss))),
                         hwm: med(&|m| Some(mib(m.footprint.hwm))),
                         disk: med(&|m| Some(mib(m.footprint.disk))),
+                        threads: med(&|m| Some(m.footprint.threads as f64)),
                     });
                     lines.push((row.label.clone(), n, t, cell));
                 }
@@ -700,7 +705,7 @@ impl Table {
         }
     }
 
-    const HEADER: [&'static str; 13] = [
+    const HEADER: [&'static str; 14] = [
         "workload",
         "members",
         "target",
@@ -711,6 +716,7 @@ impl Table {
         "p99.9 ms",
         "errors",
         "RSS MiB (peak)",
+        "threads (peak)",
         "disk MiB",
         "ops/s vs etcd",
         "p99 vs etcd",
@@ -733,12 +739,13 @@ impl Table {
                             format!("{:.3}", c.p999),
                             format!("{:.0}", c.errors),
                             format!("{:.1} ({:.1})", c.rss, c.hwm),
+                            format!("{:.0}", c.threads),
                             format!("{:.1}", c.disk),
                             thr,
                             p99,
                         ]);
                     }
-                    None => v.extend(std::iter::repeat_n("failed".to_owned(), 10)),
+                    None => v.extend(std::iter::repeat_n("failed".to_owned(), 11)),
                 }
                 v
             })
@@ -927,6 +934,7 @@ impl Report<'_> {
                     "target": m.target.to_string(),
                     "rss_bytes": m.footprint.rss,
                     "peak_rss_bytes": m.footprint.hwm,
+                    "peak_threads": m.footprint.threads,
                     "disk_bytes": m.footprint.disk,
                     "load_before": m.load_before,
                     "load_after": m.load_after,
@@ -985,6 +993,7 @@ mod tests {
                 rss: 10 << 20,
                 hwm: 20 << 20,
                 disk: 5 << 20,
+                threads: 9,
             },
             load_before: "1.00 1.00 1.00".into(),
             load_after: "1.00 1.00 1.00".into(),
@@ -1020,11 +1029,12 @@ mod tests {
         let table = Table::new(&rows, &[1], &[Target::Etcd, lmdb], &ms);
         let cells = table.cells();
         assert_eq!(cells[0][3], "2000");
-        assert_eq!(cells[0][11], "—");
+        assert_eq!(cells[0][12], "—");
         assert_eq!(cells[1][3], "3000");
-        assert_eq!(cells[1][11], "1.50×");
-        assert_eq!(cells[1][12], "0.50×");
+        assert_eq!(cells[1][12], "1.50×");
+        assert_eq!(cells[1][13], "0.50×");
         assert_eq!(cells[1][9], "10.0 (20.0)");
+        assert_eq!(cells[1][10], "9");
         let md = table.markdown();
         assert!(md.lines().nth(1).unwrap().starts_with("|---|"), "{md}");
         assert_eq!(md.lines().count(), 4, "{md}");
@@ -1042,7 +1052,8 @@ mod tests {
         let table = Table::new(&rows, &[1], &[Target::Etcd, lmdb], &ms);
         let cells = table.cells();
         assert_eq!(cells[0][3], "failed");
-        assert_eq!(cells[1][11], "—");
+        assert_eq!(cells[0][13], "failed");
+        assert_eq!(cells[1][12], "—");
     }
 
     #[test]

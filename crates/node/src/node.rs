@@ -62,6 +62,11 @@ pub struct NodeConfig {
     pub client_urls: Vec<String>,
     /// The data directory (`member/wal`, `member/snap`, `member/backend`).
     pub data_dir: PathBuf,
+    /// The WAL's own directory (etcd's `--wal-dir`); `None`: `member/wal` in the data
+    /// directory.
+    pub wal_dir: Option<PathBuf>,
+    /// How many snapshot files to keep (etcd's `--max-snapshots`; 0: all).
+    pub max_snapshots: usize,
     /// Every member's name and peer URLs.
     pub initial_cluster: Vec<(String, Vec<String>)>,
     /// Mixed into member and cluster ids (etcd's `--initial-cluster-token`).
@@ -113,6 +118,8 @@ impl NodeConfig {
             name: name.into(),
             client_urls: Vec::new(),
             data_dir: data_dir.into(),
+            wal_dir: None,
+            max_snapshots: 5,
             initial_cluster,
             cluster_token: "etcd-cluster".into(),
             cluster_state: ClusterState::New,
@@ -402,6 +409,8 @@ impl Node {
             name,
             client_urls,
             data_dir,
+            wal_dir,
+            max_snapshots,
             initial_cluster,
             cluster_token,
             cluster_state,
@@ -439,7 +448,10 @@ impl Node {
                 })
                 .collect(),
         };
-        let paths = DataPaths::new(&data_dir);
+        let mut paths = DataPaths::new(&data_dir);
+        if let Some(wal_dir) = wal_dir {
+            paths.wal = wal_dir;
+        }
         // A member that has run before is who its WAL says, whatever its flags say (as etcd).
         let member_id = if Wal::exists(&paths.wal) {
             Wal::read_metadata(&paths.wal)?.member_id
@@ -673,6 +685,7 @@ impl Node {
             heartbeat,
             election_ticks,
             catchup_entries: snapshot_catchup_entries,
+            max_snapshots,
             reads: HashMap::new(),
             transfer: None,
             heartbeats_sent: HashMap::new(),

@@ -63,6 +63,8 @@ pub(crate) struct RaftLoop {
     pub(crate) heartbeat: Duration,
     pub(crate) election_ticks: usize,
     pub(crate) catchup_entries: u64,
+    /// Snapshot files kept (0: all).
+    pub(crate) max_snapshots: usize,
     pub(crate) reads: HashMap<u64, (Instant, Sender<Result<u64, NodeError>>)>,
     pub(crate) transfer: Option<(u64, Instant, Completer<()>)>,
     /// When the oldest unanswered heartbeat went to each peer: its response gives the
@@ -524,7 +526,7 @@ impl RaftLoop {
             tracing::debug!(error = %e, "raft log compaction skipped");
         }
         self.wal.release_to(meta.index)?;
-        snapshot::purge(&self.paths);
+        snapshot::purge(&self.paths, self.max_snapshots);
         tracing::info!(index = meta.index, term = meta.term, "snapshot recorded");
         Ok(())
     }

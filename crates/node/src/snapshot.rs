@@ -22,9 +22,6 @@ use crate::engine::EngineKind;
 use crate::error::StartError;
 
 const META_VERSION: u8 = 1;
-/// Snapshot metadata files kept besides the newest (older ones are deleted). Only the newest
-/// keeps its `.snap.db`: it is the only one raft sends, and each is a copy of the backend.
-const KEEP_SNAPSHOTS: usize = 3;
 
 /// The member's directories.
 #[derive(Clone, Debug)]
@@ -169,15 +166,20 @@ pub fn save_db(paths: &DataPaths, term: u64, index: u64, mut reader: impl Read) 
 }
 
 /// Deletes the backend copies (`.snap.db`) of all but the newest snapshot, and all but the
-/// newest few metadata files. A copy being streamed to a follower stays readable through its
-/// open file until the stream ends.
-pub fn purge(paths: &DataPaths) {
+/// newest `max_snapshots` metadata files (0: none is deleted; the newest is always kept). A
+/// copy being streamed to a follower stays readable through its open file until the stream
+/// ends.
+pub fn purge(paths: &DataPaths, max_snapshots: usize) {
     let Ok(mut metas) = list_meta_files(paths) else {
         return;
     };
     metas.sort();
     let older = metas.len().saturating_sub(1);
-    let unkept = metas.len().saturating_sub(KEEP_SNAPSHOTS + 1);
+    let unkept = if max_snapshots == 0 {
+        0
+    } else {
+        metas.len().saturating_sub(max_snapshots)
+    };
     for (i, meta) in metas.into_iter().take(older).enumerate() {
         let _ = fs::remove_file(meta.with_extension("snap.db"));
         if i < unkept {
@@ -269,4 +271,58 @@ pub fn install_backend(
         }
     }
     Ok(backend)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn snapshots(paths: &DataPaths, n: u64) {
+        for index in 1..=n {
+            let meta = SnapshotMetadata {
+                index: index * 10,
+                term: 2,
+                ..SnapshotMetadata::default()
+            };
+            save_meta(paths, &meta).unwrap();
+            save_db(paths, 2, index * 10, &b"backend"[..]).unwrap();
+        }
+    }
+
+    fn indexes(paths: &DataPaths) -> (Vec<u64>, usize) {
+        let metas = metas_newest_first(paths).unwrap();
+        let dbs = fs::read_dir(&paths.snap)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".snap.db")
+            })
+            .count();
+        (metas.iter().map(|m| m.index).collect(), dbs)
+    }
+
+    #[test]
+    fn purge_keeps_max_snapshots_and_only_the_newest_backend_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = DataPaths::new(dir.path());
+        snapshots(&paths, 7);
+        purge(&paths, 3);
+        assert_eq!(indexes(&paths), (vec![70, 60, 50], 1));
+        purge(&paths, 1);
+        assert_eq!(indexes(&paths), (vec![70], 1));
+    }
+
+    #[test]
+    fn zero_max_snapshots_keeps_every_snapshot_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = DataPaths::new(dir.path());
+        snapshots(&paths, 4);
+        purge(&paths, 0);
+        assert_eq!(indexes(&paths), (vec![40, 30, 20, 10], 1));
+    }
 }

@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use clap::Parser;
 use node::engine::EngineKind;
 use node::membership;
 use node::membership::ClusterInfo;
-use node::snapshot::DataPaths;
 use node::transport::tcp::{
     PeerTls, TcpConfig, TcpTransport, fetch_cluster_with, listen_endpoints,
 };
@@ -40,7 +38,7 @@ fn identity(
     members: &[server::Member],
     peer_tls: Option<&PeerTls>,
 ) -> Result<(u64, u64, Option<ClusterInfo>)> {
-    let wal = DataPaths::new(config.data_dir.as_ref()).wal;
+    let wal = config.data_paths().wal;
     if Wal::exists(&wal) {
         let meta = Wal::read_metadata(&wal).context("reading the WAL's metadata")?;
         return Ok((meta.member_id, meta.cluster_id, None));
@@ -126,7 +124,7 @@ fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
             addrs,
             events_tx,
             TcpConfig {
-                snapshot_files: Some(DataPaths::new(config.data_dir.as_ref())),
+                snapshot_files: Some(config.data_paths()),
                 metrics: Some(Arc::clone(&metrics)),
                 tls: peer_tls,
                 ..TcpConfig::default()
@@ -151,6 +149,8 @@ fn node_config(config: &Config) -> Result<(NodeConfig, Arc<TcpTransport>)> {
         InitialClusterState::Existing => ClusterState::Existing,
     };
     nc.snapshot_count = config.snapshot_count;
+    nc.wal_dir = (!config.wal_dir.is_empty()).then(|| config.wal_dir.clone().into());
+    nc.max_snapshots = config.max_snapshots as usize;
     nc.snapshot_catchup_entries = config.snapshot_catchup_entries;
     nc.heartbeat = Duration::from_millis(config.heartbeat_interval);
     nc.election = Duration::from_millis(config.election_timeout);
@@ -351,9 +351,29 @@ async fn run(config: Config) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    server::logging::init();
-    let config = Config::parse();
+    let loaded = match server::config::load(std::env::args_os(), std::env::vars_os()) {
+        Ok(loaded) => loaded,
+        // Usage errors, --help and --version: clap prints them and exits (2 for a bad flag,
+        // as Go's flag package does for etcd).
+        Err(server::config::LoadError::Args(e)) => e.exit(),
+        Err(e) => return Err(e).context("invalid configuration"),
+    };
+    let config = loaded.config;
     config.validate().context("invalid configuration")?;
+    server::logging::init(&config.log_settings()).context("setting up logging")?;
+    if let Some(path) = &loaded.from_file {
+        tracing::info!(
+            path = %path.display(),
+            "loaded server configuration, other configuration command line flags and \
+             environment variables will be ignored if provided"
+        );
+    }
+    for var in &loaded.unrecognized_env {
+        tracing::warn!(name = %var, "unrecognized environment variable");
+    }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(name = %config.name, data_dir = %config.data_dir, backend = ?config.backend, "configuration accepted");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -95,7 +95,7 @@ struct RestoreArgs {
 }
 
 fn main() -> Result<()> {
-    server::logging::init();
+    server::logging::init_default()?;
     match Cli::parse().command {
         Command::Snapshot {
             command: SnapshotCommand::Status { file, write_out },

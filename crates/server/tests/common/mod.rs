@@ -233,6 +233,41 @@ impl Ferrocd {
         }
     }
 
+    /// A member started with exactly `args` and `env`: none of the harness's flags, and no
+    /// `RUST_LOG`, for tests of how the configuration itself is read. `spec` names the ports
+    /// that the arguments, the environment or a config file give it. Not waited for; not
+    /// restartable.
+    pub fn start_bare(
+        spec: MemberSpec,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Ferrocd {
+        let log = dir.join("ferrocd.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ferrocd"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("RUST_LIB_BACKTRACE", "0")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("spawning ferrocd");
+        Ferrocd {
+            log,
+            spec,
+            child: Some(child),
+            data_dir: dir.join("data"),
+            initial_cluster: String::new(),
+            extra: Vec::new(),
+            env: Vec::new(),
+            ctl_flags: Vec::new(),
+            _dir: None,
+        }
+    }
+
     /// Kills the process with SIGKILL (no chance to flush or clean up) and reaps it.
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("running");

@@ -1,9 +1,22 @@
 //! The member's configuration, taken from etcd's own flag names and defaults so that a command
-//! line written for etcd starts ferrocd.
+//! line, an environment or a config file written for etcd starts ferrocd: [`load`] reads the
+//! command line, `ETCD_*` variables ([`env`]) and `--config-file` ([`file`]) with etcd's
+//! precedence; [`compat`] holds etcd's flags for features ferrocd lacks.
 
+pub mod compat;
+pub mod env;
+pub mod file;
+mod load;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
+pub use compat::CompatFlags;
+pub use load::{LoadError, Loaded, load};
+
+use crate::logging::{LogLevel, LogSettings, Logger};
 
 /// Whether the member bootstraps a new cluster or joins an existing one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -33,12 +46,29 @@ pub enum BackendKind {
     args_override_self = true
 )]
 pub struct Config {
+    /// Path to etcd's YAML configuration file. When given (or `ETCD_CONFIG_FILE`), the other
+    /// flags and `ETCD_*` variables are ignored, as etcd ignores them.
+    #[arg(long, default_value = "")]
+    pub config_file: String,
     /// Human-readable name of this member.
     #[arg(long, default_value = "default")]
     pub name: String,
     /// Path to the data directory.
     #[arg(long, default_value = "default.ferrocd")]
     pub data_dir: String,
+    /// Path to a dedicated WAL directory, e.g. on its own device (default: `member/wal` in the
+    /// data directory).
+    #[arg(long, default_value = "")]
+    pub wal_dir: String,
+    /// Maximum number of snapshot files to retain (0: unlimited). The backend copy of only the
+    /// newest snapshot is kept, as only it can be sent to a follower.
+    #[arg(long, default_value_t = 5)]
+    pub max_snapshots: u32,
+    /// Maximum number of WAL files to retain, as etcd takes it. ferrocd deletes a WAL segment as
+    /// soon as a snapshot covers it, so it never retains more than the segments still needed,
+    /// whatever this says (0 included).
+    #[arg(long, default_value_t = 5)]
+    pub max_wals: u32,
     /// URLs to listen on for client traffic.
     #[arg(long, default_value = "http://localhost:2379", value_delimiter = ',', action = clap::ArgAction::Set)]
     pub listen_client_urls: Vec<String>,
@@ -116,9 +146,28 @@ pub struct Config {
         action = clap::ArgAction::Set
     )]
     pub experimental_initial_corrupt_check: bool,
+    /// The log format: `zap` (JSON lines, as etcd's zap logger writes them) or `capnslog`
+    /// (human-readable lines, the default as in etcd 3.4).
+    #[arg(long, value_enum, default_value = "capnslog")]
+    pub logger: Logger,
+    /// The least severe level logged: debug, info, warn, error, panic or fatal. `RUST_LOG`,
+    /// when set, overrides it with a `tracing` filter.
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+    /// Where logs go: `default` or `stderr`, `stdout`, or file paths (appended to), separated
+    /// by commas.
+    #[arg(long, default_value = "default", value_delimiter = ',', action = clap::ArgAction::Set)]
+    pub log_outputs: Vec<String>,
+    /// Debug-level logging (etcd's deprecated spelling of `--log-level=debug`).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value_t = false, action = clap::ArgAction::Set)]
+    pub debug: bool,
     /// Client and peer TLS.
     #[command(flatten)]
     pub tls: TlsFlags,
+    /// etcd's flags for features ferrocd lacks, accepted at values that need none of them.
+    #[command(flatten)]
+    pub compat: CompatFlags,
 }
 
 /// etcd's TLS flags, for clients and for peers.
@@ -249,6 +298,12 @@ pub enum ConfigError {
     /// An auto-compaction setting etcd does not know.
     #[error("invalid auto-compaction setting: {0}")]
     InvalidAutoCompaction(String),
+    /// A compatibility flag at a value that needs a feature ferrocd lacks.
+    #[error(transparent)]
+    Unsupported(#[from] compat::Unsupported),
+    /// Log outputs etcd refuses.
+    #[error("--log-outputs: {0}")]
+    LogOutputs(String),
 }
 
 /// A client, metrics or peer URL, as etcd takes them: `http://host:port`, `https://host:port`,
@@ -391,6 +446,34 @@ impl Config {
             .collect()
     }
 
+    /// Where and how to log.
+    pub fn log_settings(&self) -> LogSettings {
+        LogSettings {
+            logger: self.logger,
+            level: if self.debug {
+                LogLevel::Debug
+            } else {
+                self.log_level
+            },
+            outputs: self.log_outputs.clone(),
+        }
+    }
+
+    /// The member's files: `member/{wal,snap,backend}` under the data directory, the WAL in
+    /// `--wal-dir` when given.
+    pub fn data_paths(&self) -> node::snapshot::DataPaths {
+        let mut paths = node::snapshot::DataPaths::new(self.data_dir.as_ref());
+        if !self.wal_dir.is_empty() {
+            paths.wal = PathBuf::from(&self.wal_dir);
+        }
+        paths
+    }
+
+    /// Settings that are accepted but have no effect, to be logged at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        self.compat.check().unwrap_or_default()
+    }
+
     /// Checks the configuration as etcd does at start-up.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_urls("listen-client-urls", &self.listen_client_urls)?;
@@ -429,6 +512,10 @@ impl Config {
         {
             return Err(ConfigError::NameNotInCluster(self.name.clone()));
         }
+        self.compat.check()?;
+        self.log_settings()
+            .validate()
+            .map_err(|e| ConfigError::LogOutputs(e.to_string()))?;
         Ok(())
     }
 

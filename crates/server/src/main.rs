@@ -381,7 +381,7 @@ fn main() -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(run(config))?;
-    // Threads still blocked on a closed client (watch senders) must not hold the exit.
+    // Tasks still waiting on a slow or gone client (a watch send) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(500));
     Ok(())
 }

@@ -61,6 +61,10 @@ pub fn args_from_env(
                 if on_command_line.contains(&flag) {
                     return Err(Shadowed(var));
                 }
+                // etcd sets a flag only from a non-empty variable.
+                if value.is_empty() {
+                    continue;
+                }
                 let mut arg = OsString::from(format!("--{flag}="));
                 arg.push(value);
                 out.args.push(arg);
@@ -106,9 +110,11 @@ mod tests {
     #[test]
     fn known_variables_become_arguments_and_others_are_named() {
         let known = set(&["name", "data-dir", "auto-tls"]);
+        // An empty variable (ETCD_DATA_DIR) sets nothing, as in etcd.
         let env = vars(&[
             ("ETCD_NAME", "infra0"),
             ("ETCD_AUTO_TLS", "true"),
+            ("ETCD_DATA_DIR", ""),
             ("ETCD_NO_SUCH_FLAG", "secret"),
             ("ETCD_UNSUPPORTED_ARCH", "arm64"),
             ("ETCDCTL_API", "3"),

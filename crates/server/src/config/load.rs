@@ -70,21 +70,32 @@ pub fn load(
         .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
         .filter_map(|a| a.get_long().map(str::to_owned))
         .collect();
-    let from_env = env::args_from_env(&known, &on_command_line, vars)?;
-
-    let mut combined = vec![program.clone()];
-    combined.extend(from_env.args.iter().cloned());
-    combined.extend(args.iter().skip(1).cloned());
-    let config = parse(&command, &combined)?;
-
-    if config.config_file.is_empty() {
+    let vars: Vec<(OsString, OsString)> = vars.into_iter().collect();
+    // etcd 3.4 reads `ETCD_CONFIG_FILE` only without `--config-file`, and with a file reads
+    // no other variable at all.
+    let file_var = env::var_of("config-file");
+    let config_file = matches
+        .get_one::<String>("config_file")
+        .filter(|f| !f.is_empty())
+        .map(OsString::from)
+        .or_else(|| {
+            vars.iter()
+                .find(|(k, v)| k.to_str() == Some(file_var.as_str()) && !v.is_empty())
+                .map(|(_, v)| v.clone())
+        });
+    let Some(config_file) = config_file else {
+        let from_env = env::args_from_env(&known, &on_command_line, vars)?;
+        let mut combined = vec![program.clone()];
+        combined.extend(from_env.args.iter().cloned());
+        combined.extend(args.iter().skip(1).cloned());
+        let config = parse(&command, &combined)?;
         return Ok(Loaded {
             config: with_default_cluster_from_name(config),
             from_file: None,
             unrecognized_env: from_env.unrecognized,
         });
-    }
-    let path = PathBuf::from(&config.config_file);
+    };
+    let path = PathBuf::from(config_file);
     let mut from_file = vec![program];
     from_file.extend(
         file::args_from_file(&path, &known)?
@@ -99,7 +110,7 @@ pub fn load(
     Ok(Loaded {
         config: with_default_cluster_from_name(config),
         from_file: Some(path),
-        unrecognized_env: from_env.unrecognized,
+        unrecognized_env: Vec::new(),
     })
 }
 
@@ -237,9 +248,19 @@ mod tests {
         assert_eq!(c.config_file, path);
         assert_eq!(loaded.from_file.as_deref(), Some(f.path()));
         assert_eq!(c.validate(), Ok(()));
-        // ETCD_CONFIG_FILE names it too.
-        let by_env = load(os(&["ferrocd"]), vars(&[("ETCD_CONFIG_FILE", path)])).unwrap();
+        // ETCD_CONFIG_FILE names it too, and then no other variable is read: not even one
+        // that would conflict with the command line, or one that would not parse.
+        let by_env = load(
+            os(&["ferrocd", "--name", "x"]),
+            vars(&[
+                ("ETCD_CONFIG_FILE", path),
+                ("ETCD_NAME", "y"),
+                ("ETCD_SNAPSHOT_COUNT", "many"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(by_env.config.name, "infra0");
+        assert!(by_env.unrecognized_env.is_empty());
     }
 
     #[test]

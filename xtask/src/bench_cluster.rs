@@ -330,39 +330,9 @@ pub(crate) fn plural(members: usize) -> String {
     }
 }
 
-/// What `/proc/PID/status` says of a process.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct ProcStatus {
-    /// `VmRSS`, in bytes.
-    rss: u64,
-    /// `VmHWM`, in bytes.
-    hwm: u64,
-    /// `Threads`.
-    threads: u64,
-}
-
-/// `/proc/PID/status` of process `pid`.
-fn status(pid: u32) -> Result<ProcStatus> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    Ok(parse_status(&status))
-}
-
-/// `VmRSS` and `VmHWM` (kB in the file) in bytes, and `Threads`; 0 when absent.
-fn parse_status(status: &str) -> ProcStatus {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    ProcStatus {
-        rss: field("VmRSS:") * 1024,
-        hwm: field("VmHWM:") * 1024,
-        threads: field("Threads:"),
-    }
+/// `/proc/PID/status` of process `pid` ([`testkit::process`]).
+fn status(pid: u32) -> Result<testkit::process::ProcStatus> {
+    testkit::process::status(pid).context("reading a member's /proc status")
 }
 
 /// Bytes allocated on disk under `path` (as `du` counts them: sparse files count what they use).
@@ -409,18 +379,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    #[test]
-    fn status_fields_are_read_memory_in_bytes() {
-        let status = "Name:\tetcd\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nThreads:\t9\n";
-        let want = ProcStatus {
-            rss: 1024 * 1024,
-            hwm: 2048 * 1024,
-            threads: 9,
-        };
-        assert_eq!(parse_status(status), want);
-        assert_eq!(parse_status("Name: x\n"), ProcStatus::default());
-    }
 
     #[test]
     fn disk_usage_counts_files_below_a_directory() {

@@ -369,14 +369,10 @@ impl Ferrocd {
     }
 
     /// How many threads the running process has (`Threads:` in `/proc/PID/status`).
-    pub fn threads(&self) -> usize {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("reading /proc/PID/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .and_then(|n| n.trim().parse().ok())
-            .expect("a Threads: line")
+    pub fn threads(&self) -> u64 {
+        let status = testkit::process::status(self.pid()).expect("reading /proc/PID/status");
+        assert!(status.threads > 0, "no Threads: line");
+        status.threads
     }
 
     /// Runs etcdctl against this member.

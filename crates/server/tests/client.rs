@@ -22,6 +22,16 @@ async fn client(f: &Ferrocd) -> Client {
         .expect("connect")
 }
 
+/// The next response of a watch stream, failing the test if it takes longer than [`T`], errs
+/// or ends.
+async fn next(stream: &mut etcd_client::WatchStream) -> etcd_client::WatchResponse {
+    timeout(T, stream.message())
+        .await
+        .expect("watch response timed out")
+        .expect("watch stream failed")
+        .expect("watch stream ended")
+}
+
 fn status_of(e: Error) -> (tonic::Code, String) {
     match e {
         Error::GRpcStatus(s) => (s.code(), s.message().to_owned()),
@@ -108,19 +118,11 @@ async fn watch_events_progress_and_cancel() {
         )
         .await
         .unwrap();
-    let created = timeout(T, stream.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let created = next(&mut stream).await;
     assert!(created.created());
     let id = created.watch_id();
     // History first (rev 2), then live changes.
-    let first = timeout(T, stream.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = next(&mut stream).await;
     assert_eq!(first.events().len(), 1);
     assert_eq!(first.events()[0].kv().unwrap().value(), b"old");
     c.put("w/0", "new", None).await.unwrap(); // rev 3
@@ -128,11 +130,7 @@ async fn watch_events_progress_and_cancel() {
     c.put("other", "x", None).await.unwrap(); // rev 5, not watched
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        let resp = timeout(T, stream.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let resp = next(&mut stream).await;
         assert_eq!(resp.watch_id(), id);
         for ev in resp.events() {
             seen.push((
@@ -150,19 +148,11 @@ async fn watch_events_progress_and_cancel() {
         ]
     );
     stream.request_progress().await.unwrap();
-    let progress = timeout(T, stream.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let progress = next(&mut stream).await;
     assert!(progress.events().is_empty());
     assert_eq!(progress.header().unwrap().revision(), 5);
     stream.cancel(id).await.unwrap();
-    let cancelled = timeout(T, stream.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let cancelled = next(&mut stream).await;
     assert!(cancelled.canceled());
     assert_eq!(cancelled.watch_id(), id);
 
@@ -175,9 +165,9 @@ async fn watch_events_progress_and_cancel() {
         )
         .await
         .unwrap();
-    let created = timeout(T, old.message()).await.unwrap().unwrap().unwrap();
+    let created = next(&mut old).await;
     assert!(created.created());
-    let resp = timeout(T, old.message()).await.unwrap().unwrap().unwrap();
+    let resp = next(&mut old).await;
     assert!(resp.canceled());
     assert_eq!(resp.compact_revision(), 4);
 }
@@ -297,11 +287,7 @@ async fn a_thousand_watch_streams_hold_no_thread_each() {
     let mut streams = Vec::with_capacity(STREAMS);
     for _ in 0..STREAMS {
         let mut stream = timeout(T, c.watch("hot", None)).await.unwrap().unwrap();
-        let created = timeout(T, stream.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let created = next(&mut stream).await;
         assert!(created.created());
         streams.push(stream);
     }
@@ -315,11 +301,7 @@ async fn a_thousand_watch_streams_hold_no_thread_each() {
     let put = c.put("hot", "v", None).await.unwrap();
     let rev = put.header().unwrap().revision();
     for stream in &mut streams {
-        let resp = timeout(T, stream.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let resp = next(stream).await;
         assert_eq!(resp.events().len(), 1);
         assert_eq!(resp.events()[0].kv().unwrap().mod_revision(), rev);
     }
